@@ -1,0 +1,33 @@
+"""keras_pose: bottom-up (Simple Pose) and top-down (FasterPose) human pose estimation
+on TensorFlow 2 / Keras 3, with quantized TFLite export.
+
+Pins follow the measured stack in shared/design/TF_STACK.md: depend on `tensorflow`
+(not tensorflow-cpu: tfmot -> tf-keras would pull plain tensorflow in beside it).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_pose",
+    version="0.1.0",
+    description="Multi-person pose estimation (Simple Pose, FasterPose) for Keras 3 and TFLite",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_pose", "keras_pose.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "numpy>=2.0,<2.5",
+        "ai-edge-litert==2.3.0",
+        "opencv-python-headless>=4.10",
+        "pycocotools==2.0.11",
+        "absl-py>=1.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "pytest-timeout>=2.1", "matplotlib>=3.7"],
+        "qat": ["tensorflow-model-optimization==0.8.1", "tf-keras>=2.21,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    },
+    entry_points={"console_scripts": []},
+)

@@ -1,0 +1,21 @@
+"""Shared fixtures. Kept free of TensorFlow imports so that runtime tests stay light."""
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+_DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "coco_sample"
+
+
+def coco_sample_path() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("KERAS_POSE_COCO_SAMPLE", _DEFAULT_SAMPLE))
+
+
+@pytest.fixture(scope="session")
+def coco_sample_dir() -> pathlib.Path:
+    """The four real COCO val2017 images (../shared/data/coco_sample); skips if absent."""
+    p = coco_sample_path()
+    if not (p / "test_coco.json").is_file():
+        pytest.skip(f"COCO sample not found at {p} (set KERAS_POSE_COCO_SAMPLE to its folder)")
+    return p
