@@ -1,0 +1,156 @@
+"""Augmentation: the §2.2 affine, keypoints riding on the image content, flip, tint."""
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from keras_pose.data.transforms import (AugmentConfig, AugmentParams, BORDER_RGB, apply_affine_to_sample,
+                                        augment_params, fit_affine, hsv_tint, training_affine)
+from keras_pose.skeleton import COCO
+from keras_pose.structures import apply_affine, invert_affine
+
+COLOURS = np.array([[(37 * k) % 200 + 40, (91 * k) % 200 + 40, (53 * k + 100) % 200 + 40]
+                    for k in range(17)], np.uint8)
+
+
+def _dot_image(rng, h=300, w=400):
+    """A grey image with one distinct coloured disc per keypoint of one person."""
+    img = np.full((h, w, 3), 10, np.uint8)
+    kp = np.zeros((1, 17, 3), np.float32)
+    pts = []
+    while len(pts) < 17:   # well separated centres
+        p = rng.uniform([40, 40], [w - 40, h - 40])
+        if all(np.hypot(*(p - q)) > 30 for q in pts):
+            pts.append(p)
+    for k, (x, y) in enumerate(pts):
+        cv2.circle(img, (int(round(x)), int(round(y))), 9, COLOURS[k].tolist(), -1)
+        kp[0, k] = (round(x), round(y), 2)
+    return img, kp
+
+
+def test_defaults_and_validation():
+    c = AugmentConfig()
+    assert (c.flip_prob, c.tint_prob, c.max_rotation, c.scale_prob, c.scale_min, c.scale_max,
+            c.max_shift, c.target_dist) == (0.5, 0.2, 40.0, 0.8, 0.7, 1.3, 50.0, 0.6)
+    assert AugmentConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="flip_prob"):
+        c.replace(flip_prob=1.5)
+
+
+def test_param_distribution():
+    rng = np.random.default_rng(0)
+    ps = [augment_params(rng) for _ in range(4000)]
+    flips = np.mean([p.flip for p in ps])
+    tints = np.mean([p.tint for p in ps])
+    unscaled = np.mean([p.scale == 1.0 for p in ps])
+    assert abs(flips - 0.5) < 0.03 and abs(tints - 0.2) < 0.03 and abs(unscaled - 0.2) < 0.03
+    rot = np.array([p.rotation for p in ps])
+    sc = np.array([p.scale for p in ps if p.scale != 1.0])
+    sh = np.array([(p.dx, p.dy) for p in ps])
+    assert -40 <= rot.min() < -38 and 38 < rot.max() <= 40
+    assert 0.7 <= sc.min() < 0.72 and 1.28 < sc.max() <= 1.3
+    assert np.abs(sh).max() <= 49 and sh.dtype.kind == "i"   # truncated toward 0
+    # same seed -> same draws
+    assert augment_params(np.random.default_rng(5)) == augment_params(np.random.default_rng(5))
+
+
+def test_affine_matches_formula():
+    H, W = 384, 512
+    p = AugmentParams(flip=False, rotation=0.0, scale=1.0, dx=0, dy=0)
+    M = training_affine((100.0, 80.0), 0.5, p, (H, W))
+    # centre goes to the input centre; a person of height 0.5*H maps to 0.6*(H-1)
+    np.testing.assert_allclose(apply_affine([[100.0, 80.0]], M), [[W / 2 - 0.5, H / 2 - 0.5]])
+    top, bot = apply_affine([[100.0, 80.0 - 96], [100.0, 80.0 + 96]], M)
+    assert bot[1] - top[1] == pytest.approx(0.6 * (H - 1))
+    # rotation by +90 deg with R = [[c, s], [-s, c]]: a point to the right goes up
+    p90 = AugmentParams(rotation=90.0, dx=3, dy=-7)
+    M90 = training_affine((0.0, 0.0), 0.5, p90, (H, W))
+    s = 0.6 / (0.5 * H / (H - 1))
+    np.testing.assert_allclose(apply_affine([[10.0, 0.0]], M90), [[W / 2 - 0.5 + 3, H / 2 - 0.5 - 7 - 10 * s]], atol=1e-9)
+    # flip mirrors about the input centre column
+    Mf = training_affine((100.0, 80.0), 0.5, AugmentParams(flip=True), (H, W))
+    a, b = apply_affine([[110.0, 80.0]], M)[0], apply_affine([[110.0, 80.0]], Mf)[0]
+    assert a[0] + b[0] == pytest.approx(W - 1) and a[1] == pytest.approx(b[1])
+    with pytest.raises(ValueError, match="scale_provided"):
+        training_affine((0, 0), 0.0, p, (H, W))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_keypoints_land_on_the_same_content(flip):
+    rng = np.random.default_rng(1)
+    img, kp = _dot_image(rng)
+    params = AugmentParams(flip=flip, rotation=27.0, scale=1.2, dx=-13, dy=21)
+    M = training_affine((200.0, 150.0), 0.7, params, (256, 320))
+    out = apply_affine_to_sample(img, kp, None, None, M, flip, COCO, out_size=(256, 320))
+    assert out.image.shape == (256, 320, 3) and out.image.dtype == np.uint8
+    assert out.record.flip == flip and out.record.out_size == (256, 320)
+    np.testing.assert_allclose(out.record.matrix, M)
+    perm = COCO.flip_perm if flip else np.arange(17)
+    checked = 0
+    for k in range(17):
+        x, y, v = out.keypoints[0, k]
+        assert v == 2
+        if not (3 <= x < 317 and 3 <= y < 253):
+            continue
+        # keypoint k now sits on the disc drawn for keypoint perm[k]
+        got = out.image[int(round(y)), int(round(x))].astype(int)
+        np.testing.assert_allclose(got, COLOURS[perm[k]], atol=3)
+        checked += 1
+    assert checked >= 10
+    # and the inverse record maps them back to the original positions
+    back = apply_affine(out.keypoints[0, :, :2], invert_affine(out.record.matrix))
+    np.testing.assert_allclose(back, kp[0, perm, :2], atol=1e-3)
+
+
+def test_borders_and_masks():
+    img = np.full((100, 100, 3), 200, np.uint8)
+    pm = np.ones((100, 100), np.uint8)
+    ig = np.ones((100, 100), np.uint8)
+    # shrink the image into the middle: outside is border
+    M = np.array([[0.5, 0, 50], [0, 0.5, 50]], np.float64)
+    out = apply_affine_to_sample(img, np.zeros((0, 17, 3)), pm, ig, M, False, out_size=(200, 200))
+    assert tuple(out.image[0, 0]) == BORDER_RGB and tuple(out.image[75, 75]) == (200, 200, 200)
+    assert out.person_mask.dtype == np.float32 and out.person_mask.shape == (200, 200)
+    assert out.person_mask[0, 0] == 0 and out.ignore_mask[0, 0] == 0   # border: no person, not ignored
+    assert out.person_mask[75, 75] == 1 and out.ignore_mask[75, 75] == 1
+    assert out.keypoints.shape == (0, 17, 3)
+    only_ignore = apply_affine_to_sample(img, np.zeros((1, 17, 3)), None, ig, M, False, out_size=(200, 200))
+    assert only_ignore.person_mask is None and only_ignore.ignore_mask[75, 75] == 1
+
+
+def test_nan_and_far_keypoints():
+    kp = np.zeros((1, 17, 3), np.float32)
+    kp[0, 0] = (np.nan, 5, 2)
+    kp[0, 1] = (1e5, -1e5, 1)
+    kp[0, 2] = (7, 7, 0)
+    M = np.array([[1, 0, 3], [0, 1, 4]], np.float64)
+    out = apply_affine_to_sample(np.zeros((20, 20, 3), np.uint8), kp, None, None, M, False)
+    np.testing.assert_array_equal(out.keypoints[0, 0], [0, 0, 0])          # NaN -> unlabelled
+    np.testing.assert_allclose(out.keypoints[0, 1], [1e5 + 3, -1e5 + 4, 1])  # far: kept, codec clips
+    np.testing.assert_array_equal(out.keypoints[0, 2], [0, 0, 0])          # unlabelled stays (0, 0, 0)
+    assert np.isfinite(out.keypoints).all()
+
+
+def test_hsv_tint():
+    rng = np.random.default_rng(3)
+    img = rng.integers(30, 220, (32, 48, 3), dtype=np.uint8)
+    out = hsv_tint(img, np.random.default_rng(7))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, img)
+    np.testing.assert_array_equal(out, hsv_tint(img, np.random.default_rng(7)))
+    # zero ranges leave the image as the HSV round trip does
+    still = hsv_tint(img, rng, AugmentConfig(hue_range=(0, 0), sat_range=(0, 0), val_range=(0, 0)))
+    assert np.abs(still.astype(int) - img).max() <= 8
+
+
+def test_fit_affine_centres_and_scales():
+    M = fit_affine((100, 200), (256, 256))
+    np.testing.assert_allclose(apply_affine([[-0.5, -0.5], [199.5, 99.5]], M), [[-0.5, 63.5], [255.5, 191.5]])  # pixel edges to edges
+
+
+def test_imports_without_tensorflow():
+    code = ("import sys, keras_pose.data, keras_pose.data.transforms, keras_pose.data.coco;"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
