@@ -1,0 +1,370 @@
+"""TFLite export: batch-1 export model, conversion (fp32/fp16/dynamic/int8/qat), sidecar, validation.
+
+Pipeline (ARCHITECTURE.md seam 5; TF_STACK.md Q3):
+
+1. ``load_keras_model``: a ``.keras`` file or a training output dir (``model.keras`` +
+   ``config.json``).
+2. ``build_export_model``: the inference sub-model (for IMHN only the last stack's finest
+   output, (1, H/4, W/4, C)) re-instantiated on ``keras.Input(batch_size=1)`` with a
+   fixed H x W - a static batch removes the SHAPE/PACK ops a dynamic batch adds.
+3. ``convert``: ``TFLiteConverter.from_keras_model`` with explicit builtin op sets (never
+   Flex); int8 is full-integer with a representative dataset drawn through the same
+   letterbox as inference.
+4. ``write_sidecar`` + ``validate_export``: ``model.json`` beside ``model.tflite`` with the
+   codec, KeypointSpec, I/O dtypes and quantization, and the Keras-vs-TFLite agreement.
+
+Decoding stays outside the graph (one decoder: the codec, NumPy).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+from keras_pose.inference import tflite_runner as _rt
+
+QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
+IO_DTYPES = ("uint8", "int8", "float32")
+SIDECAR_FORMAT = "keras_pose.tflite/1"
+
+
+# ---------------------------------------------------------------------- loading
+def _register_custom_objects():
+    """Import the modules whose layers are registered (best effort: they may be absent)."""
+    for mod in ("keras_pose.models", "keras_pose.losses"):
+        try:
+            __import__(mod)
+        except ImportError:
+            pass
+
+
+def load_keras_model(model_path=None, model_dir=None):
+    """Load a Keras model from a ``.keras`` file or a training output dir.
+
+    Returns (model, config dict or {}): the dir's ``config.json`` when present.
+    """
+    import keras
+    if (model_path is None) == (model_dir is None):
+        raise ValueError("give exactly one of --model (a .keras file) or --model_dir")
+    config = {}
+    if model_dir is not None:
+        model_dir = pathlib.Path(model_dir)
+        model_path = model_dir / "model.keras"
+        cfg = model_dir / "config.json"
+        if cfg.is_file():
+            config = json.loads(cfg.read_text())
+    model_path = pathlib.Path(model_path)
+    if not model_path.is_file():
+        raise ValueError(f"model file not found: {model_path}")
+    _register_custom_objects()
+    try:
+        model = keras.saving.load_model(str(model_path), compile=False)
+    except Exception as e:  # a corrupt zip, an unknown layer, ...
+        raise ValueError(f"cannot load Keras model {model_path}: {type(e).__name__}: {e}") from e
+    return model, config
+
+
+def _output_name(tensor) -> str:
+    return tensor._keras_history.operation.name
+
+
+def inference_outputs(model):
+    """The single output an exported model carries.
+
+    IMHN returns stacks x 5 scales named ``s{t}_x{j}``: keep the last stack's finest
+    (``simple_pose.md`` §5.2 step 5). Other models must have exactly one output.
+    """
+    outs = list(model.outputs)
+    if len(outs) == 1:
+        return outs[0]
+    names = [_output_name(t) for t in outs]
+    finest = [(n, t) for n, t in zip(names, outs) if n.startswith("s") and n.endswith("_x0")]
+    if not finest:
+        raise ValueError(f"model has {len(outs)} outputs {names}; expected IMHN 's{{t}}_x0' names")
+    finest.sort(key=lambda nt: int(nt[0][1:].split("_")[0]))
+    return finest[-1][1]
+
+
+def build_export_model(model, input_size=None):
+    """A batch-1, fixed-size, single-output copy of ``model`` sharing its weights.
+
+    Args:
+        model: a Keras functional model with input (B, H, W, 3) RGB 0..255.
+        input_size: (H, W); required when the model's spatial dims are None.
+    Returns:
+        keras.Model: (1, H, W, 3) -> (1, h, w, C), output named after the source output.
+    """
+    import keras
+    shape = tuple(model.inputs[0].shape[1:])
+    h, w, c = shape
+    if input_size is not None:
+        h, w = int(input_size[0]), int(input_size[1])
+    if h is None or w is None:
+        raise ValueError("the model has a dynamic input size: pass input_size=(H, W)")
+    out = inference_outputs(model)
+    sub = keras.Model(model.inputs[0], out, name="inference")
+    x = keras.Input((h, w, c), batch_size=1, name="image")
+    y = keras.layers.Identity(name=_output_name(out))(sub(x))
+    return keras.Model(x, y, name="export")
+
+
+def infer_task(export_model, spec) -> str:
+    """'bottom_up' when the output has the Simple Pose channel count, else 'top_down'."""
+    ch = int(export_model.outputs[0].shape[-1])
+    if ch == spec.num_channels:
+        return "bottom_up"
+    if ch == spec.num_keypoints:
+        return "top_down"
+    raise ValueError(f"output has {ch} channels: neither bottom-up ({spec.num_channels}) "
+                     f"nor top-down ({spec.num_keypoints})")
+
+
+def make_codec(task, config: dict | None = None):
+    """The codec for ``task``, from a training ``config.json`` dict when it holds one."""
+    config = config or {}
+    codec_cfg = config.get("codec")
+    if task == "bottom_up":
+        from keras_pose.codecs import BodyPartsCodec, BodyPartsCodecConfig
+        if isinstance(codec_cfg, dict) and "config" in codec_cfg:
+            return BodyPartsCodec.from_config(codec_cfg)
+        if isinstance(codec_cfg, dict):
+            return BodyPartsCodec(BodyPartsCodecConfig.from_dict(codec_cfg))
+        return BodyPartsCodec()
+    from keras_pose.codecs import HeatmapCodec  # noqa: the top-down helper's codec
+    if isinstance(codec_cfg, dict):
+        return HeatmapCodec.from_config(codec_cfg)
+    return HeatmapCodec()
+
+
+# ------------------------------------------------------------------ calibration
+def calibration_images(source, num, input_hw, seed=0):
+    """Up to ``num`` calibration inputs (N, H, W, 3) float32 RGB 0..255.
+
+    Each image goes through the runner's letterbox, i.e. the same preprocessing as
+    inference. ``source``: a folder of images (e.g. COCO's), or "synthetic".
+    """
+    if num < 1:
+        raise ValueError(f"--calibration_images must be >= 1, got {num}")
+    if str(source) == "synthetic":
+        originals = _synthetic_images(num, input_hw, seed)
+    else:
+        folder = pathlib.Path(source)
+        if not folder.is_dir():
+            raise ValueError(f"calibration folder not found: {folder}")
+        files = sorted(p for p in folder.iterdir()
+                       if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        if not files:
+            raise ValueError(f"no .jpg/.png images in calibration folder {folder}")
+        # Cycle through the folder; on repeat passes mirror the image so calibration
+        # does not just see the same statistics again.
+        originals = [_rt.read_image(files[i % len(files)]) for i in range(num)]
+        originals = [im[:, ::-1] if (i // len(files)) % 2 else im for i, im in enumerate(originals)]
+    out = [_rt.letterbox(np.ascontiguousarray(img), input_hw)[0] for img in originals]
+    return np.stack(out).astype(np.float32)
+
+
+def _synthetic_images(num, input_hw, seed):
+    """Synthetic multi-person scenes (keras_pose.data.synthetic) as RGB uint8 images."""
+    try:
+        from keras_pose.data import synthetic
+    except ImportError as e:
+        raise ValueError("calibration source 'synthetic' needs keras_pose.data.synthetic") from e
+    render = getattr(synthetic, "render_scene", None) or getattr(synthetic, "make_scene", None)
+    if render is None:
+        raise ValueError("keras_pose.data.synthetic has no render_scene(); pass an image folder")
+    rng = np.random.default_rng(seed)
+    imgs = []
+    for _ in range(num):
+        scene = render(rng=rng, image_size=tuple(input_hw))
+        imgs.append(scene["image"] if isinstance(scene, dict) else scene[0])
+    return imgs
+
+
+# ------------------------------------------------------------------- conversion
+@contextlib.contextmanager
+def _quiet_stdout():
+    """from_keras_model prints 'Saved artifact ...' to stdout; scripts emit JSON there."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def convert(export_model, quantize="fp32", calibration=None, io_dtype=None) -> bytes:
+    """Convert a batch-1 Keras 3 model to TFLite bytes.
+
+    Args:
+        quantize: fp32 | fp16 | dynamic | int8 (full-integer, needs ``calibration``).
+            ('qat' models are converted with 'int8': their fake-quant ranges are used.)
+        calibration: (N, H, W, 3) float32 inputs for the representative dataset.
+        io_dtype: int8 only - uint8 (default: feeds raw pixels), int8 or float32.
+    """
+    import tensorflow as tf
+    if quantize not in ("fp32", "fp16", "dynamic", "int8"):
+        raise ValueError(f"quantize must be one of fp32/fp16/dynamic/int8, got {quantize!r}")
+    conv = tf.lite.TFLiteConverter.from_keras_model
+    with _quiet_stdout():
+        c = conv(export_model)
+        _configure(c, tf, quantize, calibration, io_dtype)
+        return c.convert()
+
+
+def _configure(c, tf, quantize, calibration, io_dtype):
+    # Explicit op sets: the Keras exporter's default would allow Flex (SELECT_TF_OPS).
+    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "fp16":
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.target_spec.supported_types = [tf.float16]
+    elif quantize == "dynamic":
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantize == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 export needs calibration images")
+        io_dtype = io_dtype or "uint8"
+        if io_dtype not in IO_DTYPES:
+            raise ValueError(f"--io_dtype must be one of {IO_DTYPES}, got {io_dtype!r}")
+        cal = np.asarray(calibration, np.float32)
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.representative_dataset = lambda: ([x[None]] for x in cal)
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                       tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        dt = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[io_dtype]
+        c.inference_input_type = dt
+        c.inference_output_type = dt
+
+
+# ---------------------------------------------------------------------- sidecar
+def write_sidecar(path, tflite_path, codec, task, quantize, extra=None) -> dict:
+    """Write ``model.json``: what a runner needs besides the graph (seam 5)."""
+    import keras_pose
+    interp = _rt.make_interpreter(str(tflite_path), num_threads=1)
+    ind = interp.get_input_details()[0]
+    outs = interp.get_output_details()
+    def q(d):
+        s, z = d["quantization"]
+        return {"scale": float(s), "zero_point": int(z)}
+    side = {
+        "format": SIDECAR_FORMAT,
+        "keras_pose_version": keras_pose.__version__,
+        "task": task,
+        "quantize": quantize,
+        "codec": {"type": type(codec).__name__, "config": codec.get_config()},
+        "keypoint_spec": codec.spec.to_dict(),
+        "input": {"shape": [int(v) for v in ind["shape"]], "dtype": np.dtype(ind["dtype"]).name,
+                  "quantization": q(ind), "color": "RGB", "range": [0, 255], "layout": "NHWC"},
+        "outputs": [{"name": d["name"], "shape": [int(v) for v in d["shape"]],
+                     "dtype": np.dtype(d["dtype"]).name, "quantization": q(d)} for d in outs],
+        "output_names": [d["name"] for d in outs],
+    }
+    side.update(extra or {})
+    pathlib.Path(path).write_text(json.dumps(side, indent=2))
+    return side
+
+
+# -------------------------------------------------------------------- validation
+def match_persons(a, b, max_dist=None):
+    """Greedy match of two Poses by mean distance over keypoints found in both.
+
+    Returns a list of (i, j, mean_distance_px), closest pairs first.
+    """
+    pairs = []
+    for i in range(len(a)):
+        for j in range(len(b)):
+            both = (a.keypoints[i, :, 2] > 0) & (b.keypoints[j, :, 2] > 0)
+            if both.any():
+                d = np.linalg.norm(a.keypoints[i, both, :2] - b.keypoints[j, both, :2], axis=1)
+                pairs.append((float(d.mean()), i, j))
+    pairs.sort()
+    used_a, used_b, out = set(), set(), []
+    for d, i, j in pairs:
+        if i in used_a or j in used_b or (max_dist is not None and d > max_dist):
+            continue
+        used_a.add(i), used_b.add(j)
+        out.append((i, j, d))
+    return out
+
+
+def compare_maps_and_poses(ref_maps, test_maps, codec, task="bottom_up") -> dict:
+    """Agreement of two map batches (N, h, w, C): max abs diff, correlation, poses.
+
+    Poses are decoded with the same codec from both; persons are matched greedily.
+    """
+    ref_maps = np.asarray(ref_maps, np.float32)
+    test_maps = np.asarray(test_maps, np.float32)
+    res = {"max_abs_diff": float(np.max(np.abs(ref_maps - test_maps))),
+           "correlation": float(np.corrcoef(ref_maps.ravel(), test_maps.ravel())[0, 1])
+           if ref_maps.std() > 0 and test_maps.std() > 0 else None}
+    if task != "bottom_up":
+        return res
+    try:
+        from keras_pose.codecs import _bp_decode  # noqa: F401  (written by the codec helper)
+    except ImportError:
+        res["pose_agreement"] = "skipped: BodyPartsCodec.decode is not available"
+        return res
+    n_ref = n_test = n_match = 0
+    dists = []
+    for r, t in zip(ref_maps, test_maps):
+        pr, pt = codec.decode(r), codec.decode(t)
+        n_ref, n_test = n_ref + len(pr), n_test + len(pt)
+        m = match_persons(pr, pt)
+        n_match += len(m)
+        dists += [d for _, _, d in m]
+    res.update({"persons_keras": n_ref, "persons_tflite": n_test, "persons_matched": n_match,
+                "mean_keypoint_distance_px": float(np.mean(dists)) if dists else None})
+    return res
+
+
+def validate_export(tflite_path, export_model, images, codec, task, num_threads=2) -> dict:
+    """Run Keras and the TFLite interpreter on ``images`` (N, H, W, 3) and compare."""
+    runner = _rt.NetRunner(str(tflite_path), num_threads=num_threads)
+    ref = np.asarray(export_model.predict(images, batch_size=1, verbose=0), np.float32)
+    test = np.stack([runner.run(x) for x in images])
+    res = compare_maps_and_poses(ref, test, codec, task)
+    res["num_images"] = int(len(images))
+    return res
+
+
+# ------------------------------------------------------------------------ main
+def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype=None,
+                  config=None, input_size=None, qat_kwargs=None, log=print) -> dict:
+    """Export ``model`` to ``output_dir/model.tflite`` + ``model.json``; returns the sidecar.
+
+    Args:
+        model: a Keras model (training or inference form).
+        calibration: (N, H, W, 3) float32 letterboxed inputs (int8/qat calibration and the
+            validation images; required).
+        config: the training ``config.json`` dict (codec settings; IMHN config for qat).
+        qat_kwargs: forwarded to ``keras_pose.qat.qat_export`` for quantize='qat'.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"--quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+    if io_dtype is not None and quantize not in ("int8", "qat") and io_dtype != "float32":
+        raise ValueError(f"--io_dtype {io_dtype} needs --quantize int8 or qat")
+    if calibration is None or len(calibration) == 0:
+        raise ValueError("export needs calibration images (also used to validate the export)")
+    from keras_pose.skeleton import COCO
+    out = pathlib.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    em = build_export_model(model, input_size)
+    spec = COCO
+    task = infer_task(em, spec)
+    codec = make_codec(task, config)
+    if quantize == "qat":
+        from keras_pose import qat
+        data = qat.qat_export(model, config or {}, calibration, io_dtype=io_dtype or "uint8",
+                              input_size=input_size, **(qat_kwargs or {}))
+    else:
+        data = convert(em, quantize, calibration, io_dtype)
+    tfl = out / "model.tflite"
+    tfl.write_bytes(data)
+    val = validate_export(tfl, em, calibration, codec, task)
+    side = write_sidecar(out / "model.json", tfl, codec, task, quantize,
+                         extra={"validation": val, "size_bytes": len(data),
+                                "keras_output_names": [_output_name(o) for o in em.outputs],
+                                "io_dtype": io_dtype or ("uint8" if quantize in ("int8", "qat")
+                                                         else "float32")})
+    log(f"wrote {tfl} ({len(data) / 1024:.1f} KiB, {quantize}); validation on "
+        f"{val['num_images']} images: {json.dumps(val)}")
+    return side

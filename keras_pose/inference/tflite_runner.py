@@ -1,0 +1,287 @@
+"""TFLiteRunner: image -> letterbox -> LiteRT interpreter -> codec decode -> Poses (original pixels).
+
+The phone-side path (ARCHITECTURE.md seam 5): NumPy, OpenCV and ``ai_edge_litert`` only -
+no TensorFlow import (``tf.lite.Interpreter`` is a fallback used only when ai-edge-litert is
+missing). The sidecar ``model.json`` written by ``keras_pose.export_lib`` supplies the codec,
+the KeypointSpec and the I/O quantization; normalisation lives inside the graph, so the runner
+only letterboxes, casts/quantizes, runs and dequantizes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+
+import numpy as np
+
+from keras_pose.structures import Poses, invert_affine
+
+log = logging.getLogger(__name__)
+
+
+class TFLiteRunnerError(ValueError):
+    """A bad model, sidecar or image given to the TFLite runner (one clear line)."""
+
+
+# ----------------------------------------------------------------- image input
+def read_image(path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a file; one clear error when it cannot be read."""
+    try:
+        from keras_pose.inference.preprocess import load_image
+    except ImportError:
+        load_image = None
+    if load_image is not None:
+        try:
+            return load_image(str(path))
+        except (ValueError, OSError) as e:
+            raise TFLiteRunnerError(str(e)) from e
+    import cv2
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise TFLiteRunnerError(f"cannot read image {path}: missing, unreadable or not an image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # OpenCV reads BGR; the house order is RGB
+
+
+def letterbox(image, input_hw):
+    """Letterbox (H0, W0, 3) RGB into the model's fixed (H, W).
+
+    Returns (x, M): x (H, W, 3) float32 RGB 0..255, M the (2, 3) affine original ->
+    model-input pixels. Delegates to ``keras_pose.inference.preprocess.letterbox_to`` so the
+    Keras predictor and this runner see identical inputs.
+    """
+    hw = tuple(int(v) for v in input_hw)
+    try:
+        from keras_pose.inference.preprocess import letterbox_to
+    except ImportError:  # until preprocess lands: the evaluation pipeline's fit + warp
+        import cv2
+        from keras_pose.data.transforms import fit_affine
+        m = fit_affine(image.shape[:2], hw)
+        x = cv2.warpAffine(np.ascontiguousarray(image), m, (hw[1], hw[0]),
+                           flags=cv2.INTER_LINEAR, borderValue=(128, 128, 128))
+        return x.astype(np.float32), m
+    x, m = letterbox_to(image, hw)
+    return np.asarray(x, np.float32), np.asarray(m, np.float64)
+
+
+def _check_image(image, what="image"):
+    if isinstance(image, (str, pathlib.Path)):
+        return read_image(image)
+    if image is None:
+        raise TFLiteRunnerError(f"{what} is None (was the frame read?)")
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[-1] != 3 or min(img.shape[:2]) < 1:
+        raise TFLiteRunnerError(f"{what} must be (H, W, 3) RGB, got shape {img.shape}")
+    return img
+
+
+# ----------------------------------------------------------------- interpreter
+def _interpreter_module():
+    try:
+        from ai_edge_litert import interpreter as mod
+        return mod
+    except ImportError:  # only then pay the TensorFlow import
+        import tensorflow as tf
+        log.warning("ai-edge-litert is not installed; falling back to tf.lite.Interpreter")
+        return _TfLiteShim(tf)
+
+
+class _TfLiteShim:
+    def __init__(self, tf):
+        self.Interpreter = tf.lite.Interpreter
+        self.OpResolverType = tf.lite.experimental.OpResolverType
+
+
+def make_interpreter(model, num_threads=2):
+    """An allocated interpreter for a .tflite path or bytes.
+
+    If the default XNNPACK delegate fails to prepare (an int8 activation with a zero range
+    from dead units; TF_STACK.md gotcha 6) retry with the builtin kernels only, and log it.
+    """
+    mod = _interpreter_module()
+    src = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
+        else {"model_path": str(model)}
+    name = "<bytes>" if "model_content" in src else str(model)
+    if "model_path" in src:
+        p = pathlib.Path(model)
+        if not p.is_file():
+            raise TFLiteRunnerError(f"TFLite model not found: {p}")
+    try:
+        interp = mod.Interpreter(num_threads=num_threads, **src)
+    except (ValueError, RuntimeError) as e:
+        raise TFLiteRunnerError(f"cannot load TFLite model {name}: not a valid .tflite "
+                                f"flatbuffer (truncated or corrupt?): {e}".splitlines()[0]) from e
+    try:
+        interp.allocate_tensors()
+        return interp
+    except RuntimeError as e:
+        log.warning("XNNPACK failed to prepare %s (%s); retrying without default delegates",
+                    name, str(e).splitlines()[0])
+    interp = mod.Interpreter(num_threads=num_threads, experimental_op_resolver_type=
+                             mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **src)
+    interp.allocate_tensors()
+    return interp
+
+
+class NetRunner:
+    """The network alone: (H, W, 3) float RGB 0..255 -> (h, w, C) float32 maps.
+
+    Quantizes the input with the model's (scale, zero_point) when its input is integer and
+    dequantizes the output likewise.
+    """
+
+    def __init__(self, model, num_threads=2):
+        self.interpreter = make_interpreter(model, num_threads)
+        self.input = self.interpreter.get_input_details()[0]
+        self.outputs = self.interpreter.get_output_details()
+        self.input_shape = tuple(int(v) for v in self.input["shape"])
+        if len(self.input_shape) != 4:
+            raise TFLiteRunnerError(f"TFLite model input must be NHWC, got {self.input_shape}")
+
+    @property
+    def input_hw(self):
+        return self.input_shape[1:3]
+
+    def quantize_input(self, x):
+        dt = np.dtype(self.input["dtype"])
+        x = np.asarray(x, np.float32)
+        if dt.kind == "f":
+            return x.astype(dt)
+        scale, zp = self.input["quantization"]
+        if scale:
+            x = np.round(x / scale + zp)
+        info = np.iinfo(dt)
+        return np.clip(x, info.min, info.max).astype(dt)
+
+    def run(self, x, output_index=0):
+        """x: (H, W, 3) or (1, H, W, 3) float -> (h, w, C) float32 (batch dim dropped)."""
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[None]
+        if tuple(x.shape) != self.input_shape:
+            raise TFLiteRunnerError(f"input shape {tuple(x.shape)} != model input {self.input_shape}")
+        self.interpreter.set_tensor(self.input["index"], self.quantize_input(x))
+        self.interpreter.invoke()
+        d = self.outputs[output_index]
+        y = self.interpreter.get_tensor(d["index"])
+        scale, zp = d["quantization"]
+        if np.dtype(d["dtype"]).kind != "f":
+            y = (y.astype(np.float32) - zp) * (scale if scale else 1.0)
+        return np.asarray(y, np.float32)[0]
+
+
+# ----------------------------------------------------------------- full runner
+def load_sidecar(path, net: NetRunner | None = None) -> dict:
+    """Read ``model.json`` and check it describes ``net``'s input (shape and channels)."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise TFLiteRunnerError(f"sidecar not found: {p} (export writes model.json beside "
+                                f"model.tflite; pass sidecar= to point elsewhere)")
+    try:
+        side = json.loads(p.read_text())
+        codec, want = side["codec"], tuple(side["input"]["shape"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise TFLiteRunnerError(f"sidecar {p} is not a keras_pose model.json: {e!r}") from e
+    if net is not None:
+        if want != net.input_shape:
+            raise TFLiteRunnerError(f"sidecar {p} does not match the model: sidecar input "
+                                    f"{want}, model input {net.input_shape}")
+        out_c = int(net.outputs[0]["shape"][-1])
+        side_c = side.get("outputs", [{}])[0].get("shape", [out_c])[-1]
+        if int(side_c) != out_c:
+            raise TFLiteRunnerError(f"sidecar {p} does not match the model: sidecar output "
+                                    f"channels {side_c}, model {out_c}")
+    if codec.get("type") not in ("BodyPartsCodec", "HeatmapCodec"):
+        raise TFLiteRunnerError(f"sidecar {p}: unknown codec type {codec.get('type')!r}")
+    return side
+
+
+def codec_from_sidecar(side: dict):
+    c = side["codec"]
+    if c["type"] == "BodyPartsCodec":
+        from keras_pose.codecs import BodyPartsCodec
+        return BodyPartsCodec.from_config(c["config"])
+    from keras_pose.codecs import HeatmapCodec  # noqa: written by the top-down helper
+    return HeatmapCodec.from_config(c["config"])
+
+
+class TFLiteRunner:
+    """Pose estimation with an exported ``model.tflite`` and its ``model.json``.
+
+    Args:
+        model_path: the .tflite file.
+        sidecar: its model.json (default: ``model.json`` beside the model).
+        num_threads: interpreter threads.
+
+    ``runner(image)`` / ``runner.predict(image)``: image (H0, W0, 3) RGB uint8 (or a path)
+    -> Poses with keypoints (P, K, 3) in original-image pixels. ``last_timing`` holds the
+    seconds spent in preprocessing, the network and decoding for the latest call.
+    """
+
+    def __init__(self, model_path, sidecar=None, num_threads=2):
+        model_path = pathlib.Path(model_path)
+        self.net = NetRunner(model_path, num_threads)
+        self.sidecar_path = pathlib.Path(sidecar) if sidecar else model_path.with_name("model.json")
+        self.meta = load_sidecar(self.sidecar_path, self.net)
+        self.task = self.meta.get("task", "bottom_up")
+        self.codec = codec_from_sidecar(self.meta)
+        self.last_timing = {}
+
+    @property
+    def input_hw(self):
+        return self.net.input_hw
+
+    def __call__(self, image, boxes=None) -> Poses:
+        return self.predict(image, boxes)
+
+    def maps(self, image):
+        """(h, w, C) float32 maps of the letterboxed image and the (2, 3) letterbox affine."""
+        img = _check_image(image)
+        x, m = letterbox(img, self.input_hw)
+        return self.net.run(x), m
+
+    def predict(self, image, boxes=None) -> Poses:
+        """Persons in ``image`` (original pixels); ``boxes`` (N, 4) only for top-down models."""
+        if self.task == "top_down":
+            return self._predict_top_down(image, boxes)
+        t0 = time.perf_counter()
+        img = _check_image(image)
+        x, m = letterbox(img, self.input_hw)
+        t1 = time.perf_counter()
+        maps = self.net.run(x)
+        t2 = time.perf_counter()
+        poses = self.codec.decode(maps).transform(invert_affine(m))
+        t3 = time.perf_counter()
+        self.last_timing = {"preprocess": t1 - t0, "network": t2 - t1, "decode": t3 - t2}
+        return poses
+
+    def _predict_top_down(self, image, boxes):
+        try:
+            from keras_pose.data import crops
+        except ImportError:
+            crops = None
+        if crops is None or not hasattr(crops, "crop_box"):
+            raise NotImplementedError("top-down TFLite inference needs keras_pose.data.crops."
+                                      "crop_box (the top-down helper's crops) - not available yet")
+        if boxes is None:
+            raise TFLiteRunnerError("a top-down model needs person boxes: predict(image, boxes)")
+        t0 = time.perf_counter()
+        img = _check_image(image)
+        kps, scores, t_net, t_dec = [], [], 0.0, 0.0
+        for box in np.asarray(boxes, np.float32).reshape(-1, 4):
+            x, m = crops.crop_box(img, box[:4], self.input_hw)
+            a = time.perf_counter()
+            maps = self.net.run(np.asarray(x, np.float32))
+            b = time.perf_counter()
+            p = self.codec.decode(maps).transform(invert_affine(m))
+            t_dec += time.perf_counter() - b
+            t_net += b - a
+            kps.append(p.keypoints[:1])
+            scores.append(p.scores[:1])
+        total = time.perf_counter() - t0
+        self.last_timing = {"preprocess": total - t_net - t_dec, "network": t_net, "decode": t_dec}
+        if not kps:
+            return Poses.empty(self.codec.spec.num_keypoints)
+        return Poses(np.concatenate(kps), np.concatenate(scores))
