@@ -112,12 +112,19 @@ def test_borders_and_masks():
     M = np.array([[0.5, 0, 50], [0, 0.5, 50]], np.float64)
     out = apply_affine_to_sample(img, np.zeros((0, 17, 3)), pm, ig, M, False, out_size=(200, 200))
     assert tuple(out.image[0, 0]) == BORDER_RGB and tuple(out.image[75, 75]) == (200, 200, 200)
-    assert out.person_mask.dtype == np.float32 and out.person_mask.shape == (200, 200)
+    assert out.person_mask.dtype == np.uint8 and out.person_mask.shape == (200, 200)
     assert out.person_mask[0, 0] == 0 and out.ignore_mask[0, 0] == 0   # border: no person, not ignored
-    assert out.person_mask[75, 75] == 1 and out.ignore_mask[75, 75] == 1
+    assert out.person_mask[75, 75] == 255 and out.ignore_mask[75, 75] == 255
+    # the edge of the warped region is fractional (bilinear), like the 0/255 original
+    half = apply_affine_to_sample(img, np.zeros((0, 17, 3)), pm, ig, M + [[0, 0, 0.25], [0, 0, 0.25]],
+                                  False, out_size=(200, 200))
+    assert 0 < half.person_mask[50, 75] < 255
     assert out.keypoints.shape == (0, 17, 3)
     only_ignore = apply_affine_to_sample(img, np.zeros((1, 17, 3)), None, ig, M, False, out_size=(200, 200))
-    assert only_ignore.person_mask is None and only_ignore.ignore_mask[75, 75] == 1
+    assert only_ignore.person_mask is None and only_ignore.ignore_mask[75, 75] == 255
+    # float and bool masks are accepted too
+    f = apply_affine_to_sample(img, np.zeros((0, 17, 3)), pm.astype(bool), ig * 0.5, M, False, out_size=(200, 200))
+    assert f.person_mask[75, 75] == 255 and f.ignore_mask[75, 75] in (127, 128)
 
 
 def test_nan_and_far_keypoints():

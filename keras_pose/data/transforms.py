@@ -79,7 +79,7 @@ class TransformRecord:
 
 @dataclasses.dataclass
 class AugmentedSample:
-    """Warped image (H, W, 3) uint8 RGB, keypoints (N, K, 3), masks (H, W) float32, record."""
+    """Warped image (H, W, 3) uint8 RGB, keypoints (N, K, 3), masks (H, W) uint8 0..255, record."""
 
     image: np.ndarray
     keypoints: np.ndarray
@@ -135,16 +135,17 @@ def apply_affine_to_sample(image, keypoints, person_mask, ignore_mask, M, flip: 
     Args:
         image: (h, w, 3) uint8 RGB.
         keypoints: (N, K, 3) COCO-order [x, y, v] in original pixels.
-        person_mask, ignore_mask: (h, w) masks, 1 on persons / where ignored, or None.
+        person_mask, ignore_mask: (h, w) masks, 1 on persons / where ignored, or None
+            (bool, uint8 0/1 or 0..255, or float in [0, 1]).
         M: (2, 3) original -> input affine (``training_affine``).
         flip: whether M mirrors x; then left/right keypoints swap with
             ``spec.flip_perm`` so that a "left wrist" stays the person's left wrist.
         spec: KeypointSpec (default COCO).
         out_size: (H, W) of the output; defaults to the input image size.
 
-    Image: bilinear, constant border ``BORDER_RGB``. Masks: bilinear (fractional
-    edges, like the original's 0/255 warp), border 0, i.e. outside the image
-    nothing is a person and nothing is ignored ("keep"). Keypoints are mapped
+    Image: bilinear, constant border ``BORDER_RGB``. Masks come back as uint8
+    0..255 (255 = on), warped bilinearly like the original's 0/255 masks, with
+    border 0: outside the image nothing is a person and nothing is ignored. Keypoints are mapped
     by M and kept even when they land outside (the codec clips its windows);
     non-finite coordinates become (0, 0) with v = 0.
     """
@@ -167,20 +168,29 @@ def apply_affine_to_sample(image, keypoints, person_mask, ignore_mask, M, flip: 
 
 
 def _warp_masks(person_mask, ignore_mask, M, out_size):
-    """Both masks in one warp (same border 0); float32 in [0, 1]."""
+    """Warp each mask as uint8 0/255 like the original (border 0); uint8 0..255 out.
+
+    Two single-channel uint8 warps are ~5x faster than one float32 two-channel
+    warp. A warped mask whose maximum is <= 1 (< 1/255 of a pixel anywhere) is
+    zeroed, so "uint8 with max > 1 means 0..255" stays unambiguous downstream.
+    """
     oh, ow = out_size
-    masks = [m for m in (person_mask, ignore_mask) if m is not None]
-    if not masks:
-        return None, None
-    stack = np.stack([np.asarray(m, np.float32) for m in masks], axis=-1)
-    if stack.shape[-1] == 1:
-        stack = stack[..., 0]
-    out = cv2.warpAffine(stack, M, (ow, oh), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    out = out.reshape(oh, ow, -1)
-    it = iter(np.moveaxis(out, -1, 0))
-    return (next(it) if person_mask is not None else None,
-            next(it) if ignore_mask is not None else None)
+    out = []
+    for m in (person_mask, ignore_mask):
+        if m is None:
+            out.append(None)
+            continue
+        m = np.asarray(m)
+        if m.dtype == np.bool_ or (m.dtype == np.uint8 and m.max(initial=0) <= 1):
+            m = m.astype(np.uint8) * np.uint8(255)
+        elif m.dtype != np.uint8:
+            m = cv2.convertScaleAbs(np.nan_to_num(m.astype(np.float32)), alpha=255.0)
+        w = cv2.warpAffine(m, M, (ow, oh), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if w.max(initial=0) <= 1:
+            w[:] = 0
+        out.append(w)
+    return out[0], out[1]
 
 
 def hsv_tint(image, rng: np.random.Generator, config: AugmentConfig | None = None) -> np.ndarray:
@@ -218,3 +228,38 @@ def letterbox(*args, **kwargs):
     """
     from keras_pose.inference.preprocess import letterbox as _letterbox
     return _letterbox(*args, **kwargs)
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be read or converted to 8-bit RGB."""
+
+
+def read_image_rgb(path) -> np.ndarray:
+    """Read an image file as (h, w, 3) uint8 RGB, converting what can be converted.
+
+    Grey -> RGB, BGRA -> RGB (alpha dropped), 16-bit -> 8-bit (value / 257).
+    EXIF orientation is ignored on purpose: COCO annotations refer to the stored
+    pixel grid. Raises ImageReadError (naming the file) for missing, empty,
+    corrupt or unsupported files.
+    """
+    path = str(path)
+    try:
+        buf = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from None
+    if buf.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(f"{path}: not a decodable image")
+    if img.dtype == np.uint16:
+        img = cv2.convertScaleAbs(img, alpha=1.0 / 257.0)
+    elif img.dtype != np.uint8:
+        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    raise ImageReadError(f"{path}: unsupported image shape {img.shape}")
