@@ -19,7 +19,8 @@ import pathlib
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "load_image", "letterbox", "letterbox_to", "resize_affine"]
+__all__ = ["ImageReadError", "load_image", "letterbox", "letterbox_geometry", "letterbox_to",
+           "resize_affine"]
 
 
 class ImageReadError(ValueError):
@@ -109,6 +110,28 @@ def _resize(image, new_w, new_h, interpolation):
     return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
 
 
+def letterbox_geometry(image_hw, height: int = 640, multiple: int = 64,
+                       max_size=(2600, 3800)):
+    """Sizes of ``letterbox`` without touching pixels.
+
+    Returns ((content_h, content_w), (out_h, out_w), M): the resized image
+    size, the padded size (multiples of ``multiple``) and the (2, 3) affine.
+    """
+    h, w = (int(v) for v in image_hw[:2])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image size must be positive, got {image_hw}")
+    if height <= 0 or multiple <= 0:
+        raise ValueError(f"height and multiple must be positive, got {height}, {multiple}")
+    scale = height / h
+    if max_size is not None and (h * scale > max_size[0] or w * scale > max_size[1]):
+        scale = min(max_size[0] / h, max_size[1] / w)
+    new_h, new_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    out_h = -(-new_h // multiple) * multiple
+    out_w = -(-new_w // multiple) * multiple
+    # The exact per-axis factors after rounding the size, as cv2.resize uses them.
+    return (new_h, new_w), (out_h, out_w), resize_affine(new_w / w, new_h / h)
+
+
 def letterbox(image, height: int = 640, multiple: int = 64, pad_value: int = 128,
               max_size=(2600, 3800), interpolation=cv2.INTER_CUBIC):
     """Resize to a target height and pad to multiples of ``multiple`` (Simple Pose §5.2).
@@ -124,18 +147,9 @@ def letterbox(image, height: int = 640, multiple: int = 64, pad_value: int = 128
         occupies the top-left round(H s) x round(W s) pixels.
     """
     image = _check_image(image)
-    if height <= 0 or multiple <= 0:
-        raise ValueError(f"height and multiple must be positive, got {height}, {multiple}")
-    h, w = image.shape[:2]
-    scale = height / h
-    if max_size is not None and (h * scale > max_size[0] or w * scale > max_size[1]):
-        scale = min(max_size[0] / h, max_size[1] / w)
-    new_h, new_w = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    (new_h, new_w), (out_h, out_w), m = letterbox_geometry(image.shape, height, multiple, max_size)
     resized = _resize(image, new_w, new_h, interpolation)
-    out_h = -(-new_h // multiple) * multiple
-    out_w = -(-new_w // multiple) * multiple
-    # The exact per-axis factors after rounding the size, as cv2.resize uses them.
-    return _pad(resized, out_h, out_w, pad_value), resize_affine(new_w / w, new_h / h)
+    return _pad(resized, out_h, out_w, pad_value), m
 
 
 def letterbox_to(image, size, pad_value: int = 128, interpolation=cv2.INTER_CUBIC):

@@ -1,0 +1,255 @@
+"""PosePredictor: the Keras inference path for bottom-up (Simple Pose) models.
+
+image -> letterbox (``preprocess``) -> ``model.predict`` -> flip fusion ->
+multi-scale averaging -> ONE ``codec.decode`` -> poses mapped back to the
+original image (Li et al., AAAI 2020; ``simple_pose.md`` §5.2).
+
+Maps live at stride s (4): map cell q is centred on input pixel s*q + s/2 - 0.5
+(the encoder's convention), so every frame change is an affine and maps of
+different scales are resampled into the frame of scale 1.0 before averaging.
+"""
+from __future__ import annotations
+
+import collections
+import re
+
+import cv2
+import numpy as np
+
+from keras_pose.codecs import BodyPartsCodec
+from keras_pose.inference.preprocess import (
+    letterbox, letterbox_geometry, letterbox_to, load_image, resize_affine,
+)
+from keras_pose.structures import Poses, invert_affine
+
+__all__ = ["PosePredictor"]
+
+_OUTPUT_NAME = re.compile(r"^s(\d+)_x(\d+)$")
+_CHUNK_IMAGES = 16  # images per model.predict round in predict(list): bounds memory
+
+
+def _h(m):
+    """(2, 3) -> (3, 3) homogeneous."""
+    return np.vstack([np.asarray(m, np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
+
+
+def _compose(a, b):
+    """The affine 'b then a' as (2, 3)."""
+    return (_h(a) @ _h(b))[:2]
+
+
+def _map_affine(stride: int) -> np.ndarray:
+    """Input pixels -> map cells: q = (X - (s/2 - 0.5)) / s."""
+    s = float(stride)
+    off = -(s / 2.0 - 0.5) / s
+    return np.array([[1 / s, 0.0, off], [0.0, 1 / s, off]])
+
+
+def _finest_last_stack(model, num_scales: int) -> int:
+    """Index of the last stack's finest output in a training model's output list."""
+    n = len(model.outputs)
+    if n == 1:
+        return 0
+    names = list(getattr(model, "output_names", []) or [])
+    parsed = [_OUTPUT_NAME.match(str(name)) for name in names]
+    if len(names) == n and all(parsed):
+        ts = [(int(p.group(1)), int(p.group(2))) for p in parsed]
+        last = max(t for t, _ in ts)
+        finest = min(j for t, j in ts if t == last)
+        return ts.index((last, finest))
+    # Unnamed outputs: the house layout is stack-major, finest first.
+    if n % num_scales:
+        raise ValueError(f"cannot find the last stack's finest output among {n} outputs "
+                         f"(expected names s{{t}}_x{{j}} or a multiple of {num_scales} outputs)")
+    return n - num_scales
+
+
+class PosePredictor:
+    """Bottom-up poses for images, in original image pixels.
+
+    Args:
+        model: a Keras bottom-up model, either a training model (a list of
+            stacks x scales outputs: the last stack's finest one is used) or an
+            inference model with one (B, H/s, W/s, C) output. Input: float32
+            RGB 0..255, (B, H, W, 3); a model with a fixed H x W gets
+            ``letterbox_to`` that size, otherwise ``letterbox`` by height.
+        codec: the BodyPartsCodec that decodes the maps (default: the paper's).
+        input_height: letterbox height at scale 1.0 (default 640, the authors'
+            boxsize; a fixed-size model's own height).
+        scales: multipliers of ``input_height``, averaged (§5.2 step 9).
+        flip: also run the mirrored image and fuse (§5.2 step 6).
+        multiple: pad to multiples of this (64: the coarsest output is /64).
+        batch_size: images per ``model.predict`` batch.
+    """
+
+    def __init__(self, model, codec=None, input_height: int | None = None,
+                 scales=(1.0,), flip: bool = False, multiple: int = 64,
+                 pad_value: int = 128, batch_size: int = 8):
+        self.codec = codec if codec is not None else BodyPartsCodec()
+        if not isinstance(self.codec, BodyPartsCodec):
+            raise NotImplementedError(
+                f"PosePredictor decodes bottom-up maps with a BodyPartsCodec, got "
+                f"{type(self.codec).__name__}: top-down models need "
+                "keras_pose.inference.TopDownPredictor")
+        self.spec = self.codec.spec
+        self.stride = int(self.codec.config.stride)
+        self.scales = tuple(float(s) for s in np.atleast_1d(scales))
+        if not self.scales or min(self.scales) <= 0:
+            raise ValueError(f"scales must be positive, got {scales}")
+        self.flip = bool(flip)
+        self.multiple, self.pad_value = int(multiple), int(pad_value)
+        self.batch_size = max(1, int(batch_size))
+        self._setup_model(model)
+        if self.fixed_size is not None:
+            if self.scales != (1.0,):
+                raise ValueError(f"a model with a fixed {self.fixed_size} input takes one scale, "
+                                 f"got scales={self.scales}")
+            self.input_height = self.fixed_size[0]
+        else:
+            self.input_height = int(input_height or 640)
+        if self.input_height <= 0:
+            raise ValueError(f"input_height must be positive, got {input_height}")
+
+    # ------------------------------------------------------------------ model
+    def _setup_model(self, model):
+        import keras
+
+        self.model = model
+        if not getattr(model, "outputs", None):
+            raise ValueError("PosePredictor needs a functional Keras model (with .inputs/.outputs)")
+        idx = _finest_last_stack(model, int(self.codec.config.num_scales))
+        out = model.outputs[idx]
+        channels = out.shape[-1]
+        if channels != self.spec.num_channels:
+            raise NotImplementedError(
+                f"model output {idx} has {channels} channels, not the {self.spec.num_channels} "
+                "bottom-up maps: top-down (heatmap) models need "
+                "keras_pose.inference.TopDownPredictor")
+        # A sub-model with only the needed output: predict returns one array.
+        self.net = model if len(model.outputs) == 1 else keras.Model(model.inputs, out)
+        shape = tuple(model.inputs[0].shape)
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(f"expected an NHWC RGB image input, got input shape {shape}")
+        self.fixed_batch = shape[0]
+        self.fixed_size = (int(shape[1]), int(shape[2])) if None not in shape[1:3] else None
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 -> (n, H/s, W/s, C) float32 maps."""
+        x = batch.astype(np.float32)
+        n = x.shape[0]
+        if self.fixed_batch:  # e.g. an export model built with batch_size=1
+            b = int(self.fixed_batch)
+            pad = (-n) % b
+            if pad:
+                x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+            out = np.concatenate([np.asarray(self.net.predict(x[i:i + b], verbose=0))
+                                  for i in range(0, x.shape[0], b)])[:n]
+        else:
+            out = np.asarray(self.net.predict(x, batch_size=self.batch_size, verbose=0))
+        expect = (batch.shape[1] // self.stride, batch.shape[2] // self.stride)
+        if out.ndim != 4 or out.shape[1:3] != expect:
+            raise ValueError(f"model output {out.shape[1:3]} for a {batch.shape[1:3]} input; "
+                             f"expected {expect} at the codec's stride {self.stride}")
+        return out.astype(np.float32, copy=False)
+
+    # ---------------------------------------------------------- preprocessing
+    def _frame(self, image_hw, scale: float):
+        """(content (h, w), padded (H, W), M) of one scale's letterbox."""
+        if self.fixed_size is not None:
+            h, w = image_hw[:2]
+            s = min(self.fixed_size[0] / h, self.fixed_size[1] / w)
+            # The same sizes as letterbox_to.
+            content = (min(self.fixed_size[0], max(1, int(round(h * s)))),
+                       min(self.fixed_size[1], max(1, int(round(w * s)))))
+            return content, self.fixed_size, resize_affine(content[1] / w, content[0] / h)
+        return letterbox_geometry(image_hw, int(round(scale * self.input_height)), self.multiple)
+
+    def _prepare(self, image, scale: float):
+        if self.fixed_size is not None:
+            return letterbox_to(image, self.fixed_size, pad_value=self.pad_value)
+        return letterbox(image, int(round(scale * self.input_height)), self.multiple,
+                         pad_value=self.pad_value)
+
+    # ------------------------------------------------------------------- maps
+    def _to_reference(self, maps, m_scale, m_ref, ref_hw):
+        """Resample one scale's (h, w, C) maps into the scale-1.0 map frame."""
+        out_h, out_w = ref_hw[0] // self.stride, ref_hw[1] // self.stride
+        a = _map_affine(self.stride)
+        t = _compose(_compose(a, m_ref), invert_affine(_compose(a, m_scale)))
+        if maps.shape[:2] == (out_h, out_w) and np.allclose(t, [[1, 0, 0], [0, 1, 0]], atol=1e-9):
+            return maps
+        # Bilinear: cv2's bicubic warp is limited to 4 channels; maps are smooth anyway.
+        return cv2.warpAffine(maps, t, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+
+    def maps_batch(self, images) -> list:
+        """Fused maps for several images: a list of (maps (h, w, C), M, content_hw).
+
+        maps are at stride s in the scale-1.0 letterbox frame of each image,
+        M is that frame's original -> input affine and content_hw the size of
+        the image inside it (input pixels). Inputs of equal padded size share a
+        ``model.predict`` batch (with their mirrors when ``flip``).
+        """
+        imgs = [load_image(im) for im in images]
+        results = []
+        for start in range(0, len(imgs), _CHUNK_IMAGES):
+            results.extend(self._maps_chunk(imgs[start:start + _CHUNK_IMAGES]))
+        return results
+
+    def _maps_chunk(self, imgs) -> list:
+        groups = collections.defaultdict(list)
+        for i, img in enumerate(imgs):
+            for s in self.scales:
+                x, m = self._prepare(img, s)
+                groups[x.shape].append((i, x, m))
+        n = 2 if self.flip else 1
+        per_image = [[] for _ in imgs]
+        for group in groups.values():
+            inputs = []
+            for _, x, _ in group:
+                inputs.append(x)
+                if self.flip:
+                    # Mirror the padded input: with padded sizes a multiple of the
+                    # stride, the flipped-back map aligns cell for cell.
+                    inputs.append(x[:, ::-1])
+            out = self._run(np.stack(inputs))
+            for k, (i, _, m) in enumerate(group):
+                maps = out[k * n]
+                if self.flip:
+                    maps = np.asarray(self.codec.fuse_flip(maps, out[k * n + 1]), np.float32)
+                per_image[i].append((maps, m))
+        results = []
+        for img, scale_maps in zip(imgs, per_image):
+            content, ref_hw, m_ref = self._frame(img.shape, 1.0)
+            acc = np.zeros((ref_hw[0] // self.stride, ref_hw[1] // self.stride,
+                            self.spec.num_channels), np.float32)
+            for maps, m in scale_maps:
+                acc += self._to_reference(maps, m, m_ref, ref_hw)
+            results.append((acc / len(scale_maps), m_ref, content))
+        return results
+
+    def maps(self, image):
+        """Fused maps of one image: (maps (h, w, C), M, content_hw); see ``maps_batch``."""
+        return self.maps_batch([image])[0]
+
+    # ---------------------------------------------------------------- predict
+    def _decode(self, maps, m_ref, content) -> Poses:
+        # The length prior uses the image height (§5.4), here in input pixels.
+        poses = self.codec.decode(maps, image_height=float(content[0]))
+        return poses.transform(invert_affine(m_ref))
+
+    def predict(self, image):
+        """Poses in original image pixels.
+
+        Args:
+            image: a path, an RGB uint8 (H, W, 3) array (or anything
+                ``load_image`` takes), or a list of them.
+
+        Returns:
+            ``Poses`` (P persons, K keypoints) for one image, a list for a list.
+        """
+        if isinstance(image, (list, tuple)):
+            return [self._decode(*r) for r in self.maps_batch(image)]
+        return self._decode(*self.maps(image))
+
+    __call__ = predict
