@@ -117,7 +117,7 @@ def test_defaults_scale_with_resolution_and_config_round_trip():
     with pytest.raises(ValueError, match="blur_kernel"):
         HeatmapCodec(blur_kernel=4)
     with pytest.raises(ValueError, match="heatmap_size"):
-        HeatmapCodec(heatmap_size=(1, 6))
+        HeatmapCodec(heatmap_size=(2, 6))
 
 
 def test_bad_shapes_give_one_clear_error():
@@ -137,6 +137,25 @@ def test_flat_and_nan_maps_decode_without_crashing():
 
 
 def test_codec_imports_without_tensorflow():
-    code = ("import sys; import keras_pose.codecs.heatmap, keras_pose.data.crops; "
+    code = ("import sys; import keras_pose.codecs.heatmap, keras_pose.data.crops, "
+            "keras_pose.data.topdown_pipeline, keras_pose.evaluation.topdown, "
+            "keras_pose.inference.topdown_predictor; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("r", [2, 8])
+def test_peaks_on_and_just_beyond_the_border_are_refined(r):
+    """The argmax sits on the border row/column: the moved stencil still finds the vertex."""
+    codec = HeatmapCodec(heatmap_size=SIZES[r])
+    h, w = SIZES[r]
+    sx, sy = (INPUT[1] - 1) / (w - 1), (INPUT[0] - 1) / (h - 1)
+    hm_xy = np.array([[0.3, h / 2 + 0.37], [-0.4, 2.2], [w - 1.2, 0.25], [w / 2 + 0.1, h - 0.7]])
+    kp = np.zeros((17, 3))
+    kp[:, :2] = np.tile(hm_xy, (5, 1))[:17] * [sx, sy]
+    kp[:, 2] = 1
+    dec = codec.decode(codec.encode(kp)["heatmaps"])
+    err = np.abs(dec[:, :2] - kp[:, :2]) / [sx, sy]
+    assert err.max() < 0.1, err.max()
+    plain = HeatmapCodec(heatmap_size=SIZES[r], use_dark=False).decode(codec.encode(kp)["heatmaps"])
+    assert (np.abs(plain[:, :2] - kp[:, :2]) / [sx, sy]).max() > 0.25

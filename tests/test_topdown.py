@@ -164,3 +164,66 @@ def test_predictor_maps_back_to_image_pixels(sample):
         assert min(err) < 0.5                            # sub-pixel in the original image
     assert np.all(poses.scores > 0.8)
     assert len(pred.predict(image, [[0, 0, -1, 5]])) == 0
+
+
+# ------------------------------------------------------------------ the input pipeline
+@pytest.fixture(scope="module")
+def coco_source(coco_sample_dir):
+    from keras_pose.data.coco import CocoKeypoints
+    return CocoKeypoints(coco_sample_dir / "test_coco.json", coco_sample_dir)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_loader_targets_decode_back_onto_the_annotations(coco_source, augment):
+    from keras_pose.data.topdown_pipeline import TopDownLoader
+    from keras_pose.structures import apply_affine, invert_affine
+
+    codec = HeatmapCodec(input_size=(128, 96), heatmap_size=(32, 24))
+    loader = TopDownLoader(coco_source, codec, augment=augment, seed=3)
+    assert len(loader) == 12 and loader.counts["no_keypoints"] == 2
+    flips = 0
+    for i in range(len(loader)):
+        ok, crop, targets, m = loader.load(epoch=1, index=i)
+        assert ok and crop.shape == (128, 96, 3) and crop.dtype == np.float32
+        assert targets.shape == (32, 24, 34) and 0.0 <= crop.min() and crop.max() <= 255.0
+        gt = loader.samples[i].keypoints
+        flipped = np.linalg.det(m[:, :2]) < 0
+        flips += flipped
+        perm = COCO.flip_perm if flipped else np.arange(17)
+        dec = codec.decode(targets[..., :17])
+        back = apply_affine(dec[:, :2], invert_affine(m))
+        weights = targets[0, 0, 17:]
+        in_crop = apply_affine(gt[perm, :2], m)
+        inside = np.all((in_crop >= 0) & (in_crop <= [95, 127]), axis=1)
+        for j in np.flatnonzero(weights > 0):
+            assert gt[perm[j], 2] > 0
+            if not inside[j]:       # weighted Gaussian tail on the map, centre beyond it
+                continue
+            np.testing.assert_allclose(back[j], gt[perm[j], :2], atol=0.5)
+        # A labelled joint loses its weight only when augmentation pushed it far off the crop.
+        assert augment or (weights > 0).sum() == (gt[:, 2] > 0).sum()
+    assert (flips > 0) == augment
+
+
+def test_topdown_dataset_batches_and_determinism(coco_source):
+    pytest.importorskip("tensorflow")
+    from keras_pose.data.topdown_pipeline import topdown_dataset
+
+    codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12))
+    ev = topdown_dataset(coco_source, codec, batch_size=5, training=False)
+    shapes = [(x.shape, y.shape) for x, y in ev]
+    assert [s[0][0] for s in shapes] == [5, 5, 2]              # one ordered pass, remainder kept
+    assert shapes[0] == ((5, 64, 48, 3), (5, 16, 12, 34))
+
+    def first(seed):
+        ds = topdown_dataset(coco_source, codec, batch_size=4, training=True, seed=seed,
+                             deterministic=True)
+        return [np.asarray(t) for t in next(iter(ds))]
+
+    a, b, c = first(7), first(7), first(8)
+    assert a[0].dtype == np.float32 and a[1].shape == (4, 16, 12, 34)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    with pytest.raises(ValueError, match="batch_size"):
+        topdown_dataset(coco_source, codec, batch_size=0)
