@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_pose.data.transforms import (AugmentConfig, AugmentParams, BORDER_RGB, apply_affine_to_sample,
-                                        augment_params, fit_affine, hsv_tint, training_affine)
+                                        augment_params, hsv_tint, letterbox, training_affine)
 from keras_pose.skeleton import COCO
 from keras_pose.structures import apply_affine, invert_affine
 
@@ -152,9 +152,10 @@ def test_hsv_tint():
     assert np.abs(still.astype(int) - img).max() <= 8
 
 
-def test_fit_affine_centres_and_scales():
-    M = fit_affine((100, 200), (256, 256))
-    np.testing.assert_allclose(apply_affine([[-0.5, -0.5], [199.5, 99.5]], M), [[-0.5, 63.5], [255.5, 191.5]])  # pixel edges to edges
+def test_letterbox_reexport():
+    img = np.zeros((100, 200, 3), np.uint8)
+    out, M = letterbox(img, height=128, multiple=64)
+    assert out.shape == (128, 256, 3) and M.shape == (2, 3)
 
 
 def test_imports_without_tensorflow():

@@ -207,19 +207,6 @@ def hsv_tint(image, rng: np.random.Generator, config: AugmentConfig | None = Non
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
 
 
-def fit_affine(image_size, out_size) -> np.ndarray:
-    """(2, 3) affine that scales an (h, w) image to fit (H, W), centred, aspect kept.
-
-    Pixel centres are aligned (x' = s·(x + 0.5) - 0.5 + pad), the same convention
-    as ``cv2.resize``; used by the non-augmented evaluation pipeline.
-    """
-    h, w = float(image_size[0]), float(image_size[1])
-    oh, ow = float(out_size[0]), float(out_size[1])
-    s = min(oh / h, ow / w)
-    px, py = (ow - s * w) / 2, (oh - s * h) / 2
-    return np.array([[s, 0, s * 0.5 - 0.5 + px], [0, s, s * 0.5 - 0.5 + py]], np.float64)
-
-
 def letterbox(*args, **kwargs):
     """Inference preprocessing, re-exported from ``keras_pose.inference.preprocess``.
 
@@ -229,37 +216,3 @@ def letterbox(*args, **kwargs):
     from keras_pose.inference.preprocess import letterbox as _letterbox
     return _letterbox(*args, **kwargs)
 
-
-class ImageReadError(ValueError):
-    """An image file that cannot be read or converted to 8-bit RGB."""
-
-
-def read_image_rgb(path) -> np.ndarray:
-    """Read an image file as (h, w, 3) uint8 RGB, converting what can be converted.
-
-    Grey -> RGB, BGRA -> RGB (alpha dropped), 16-bit -> 8-bit (value / 257).
-    EXIF orientation is ignored on purpose: COCO annotations refer to the stored
-    pixel grid. Raises ImageReadError (naming the file) for missing, empty,
-    corrupt or unsupported files.
-    """
-    path = str(path)
-    try:
-        buf = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise ImageReadError(f"{path}: cannot read ({e.strerror or e})") from None
-    if buf.size == 0:
-        raise ImageReadError(f"{path}: empty file")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageReadError(f"{path}: not a decodable image")
-    if img.dtype == np.uint16:
-        img = cv2.convertScaleAbs(img, alpha=1.0 / 257.0)
-    elif img.dtype != np.uint8:
-        raise ImageReadError(f"{path}: unsupported pixel type {img.dtype}")
-    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
-        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    raise ImageReadError(f"{path}: unsupported image shape {img.shape}")

@@ -1,0 +1,243 @@
+"""tf.data input for the bottom-up model: read -> augment -> encode -> batch -> prefetch.
+
+Shapes: B batch, H x W model input, C = spec.num_channels (50) target channels,
+S = codec.config.num_scales (5) supervision scales, h_j = H / 4 / 2**j.
+
+``bottom_up_dataset`` yields ``(images, (t_0, ..., t_{S-1}))`` with images
+float32 (B, H, W, 3) RGB in [0, 255] and t_j float32 (B, h_j, w_j, C + 1) =
+concat(codec pyramid heatmaps, mask) on the last axis: what the model and
+``FocalL2Loss`` consume (simple_pose.md §2.2-2.6). The per-sample work is NumPy
+and OpenCV (``BottomUpLoader``) run inside ``tf.numpy_function``; OpenCV
+releases the GIL, so a parallel map uses both cores.
+
+TensorFlow is imported inside the functions that build datasets, so the loader
+itself can be used (and tested, and benchmarked) without it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from keras_pose.data.transforms import (AugmentConfig, AugmentParams, apply_affine_to_sample,
+                                        augment_params, hsv_tint, training_affine)
+from keras_pose.inference.preprocess import ImageReadError, load_image, letterbox_to
+
+log = logging.getLogger(__name__)
+
+_REPEAT_EPOCHS = 2 ** 62  # "forever" for the epoch counter
+
+
+class BottomUpLoader:
+    """The per-sample work of the bottom-up pipeline, without TensorFlow.
+
+    Args:
+        source: a ``CocoKeypoints`` (anything with ``samples(input_height)``,
+            ``person_mask(image_id)`` and ``ignore_mask(image_id)``).
+        codec: the ``BodyPartsCodec`` that encodes targets.
+        input_size: (H, W) of the model input; multiples of 4 * 2**(S-1).
+        augment: random §2.2 augmentation; otherwise the main person is
+            centred at the nominal scale with no rotation, flip, shift or tint.
+        augment_config: AugmentConfig (defaults: the authors').
+        seed: base seed; sample (epoch, index) draws from rng([seed, epoch, index]),
+            so a sample's augmentation does not depend on threads or order.
+    """
+
+    def __init__(self, source, codec, input_size, augment: bool = True,
+                 augment_config: AugmentConfig | None = None, seed: int = 0):
+        h, w = (int(input_size), int(input_size)) if np.isscalar(input_size) else map(int, input_size)
+        multiple = codec.config.stride * 2 ** (codec.config.num_scales - 1)
+        if h <= 0 or w <= 0 or h % multiple or w % multiple:
+            raise ValueError(f"input_size must be positive multiples of {multiple}, got {(h, w)}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.source, self.codec = source, codec
+        self.input_size = (h, w)
+        self.augment = augment
+        self.augment_config = augment_config or AugmentConfig()
+        self.seed = int(seed)
+        self.samples = list(source.samples(input_height=h))
+        if not self.samples:
+            raise ValueError(f"{source!r} has no training samples (no main persons)")
+        self.num_bad = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def target_shapes(self) -> list:
+        """[(h_j, w_j, C + 1)] for j = 0..S-1."""
+        h, w = self.input_size
+        s, c = self.codec.config.stride, self.codec.spec.num_channels + 1
+        return [(h // s // 2 ** j, w // s // 2 ** j, c) for j in range(self.codec.config.num_scales)]
+
+    def params(self, epoch: int, index: int) -> AugmentParams:
+        """The augmentation draw of sample ``index`` in ``epoch`` (identity if not augmenting)."""
+        if not self.augment:
+            return AugmentParams()
+        return augment_params(self._rng(epoch, index), self.augment_config)
+
+    def _rng(self, epoch: int, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(epoch), int(index)])
+
+    def load(self, epoch: int, index: int):
+        """One sample -> (ok, image (H, W, 3) uint8 RGB, [t_j (h_j, w_j, C + 1) float32]).
+
+        A sample whose image cannot be read is reported with ok = False and zero
+        arrays (the dataset filters it out), and counted in ``num_bad``.
+        """
+        s = self.samples[int(index)]
+        try:
+            image = load_image(s.path)
+            if image.shape[:2] != (s.height, s.width):
+                raise ImageReadError(f"{s.path}: image is {image.shape[1]}x{image.shape[0]} but the "
+                                     f"annotations say {s.width}x{s.height}")
+        except ImageReadError as e:
+            with self._lock:
+                self.num_bad += 1
+                n = self.num_bad
+            log.warning("skipping sample %d (bad image, %d so far): %s", int(index), n, e)
+            return False, np.zeros(self.input_size + (3,), np.uint8), \
+                [np.zeros(t, np.float32) for t in self.target_shapes]
+        rng = self._rng(epoch, index)
+        p = augment_params(rng, self.augment_config) if self.augment else AugmentParams()
+        if p.tint:
+            image = hsv_tint(image, rng, self.augment_config)
+        M = training_affine(s.objpos, s.scale_provided, p, self.input_size,
+                            self.augment_config.target_dist)
+        out = apply_affine_to_sample(image, s.keypoints, self.source.person_mask(s.image_id),
+                                     self.source.ignore_mask(s.image_id), M, p.flip,
+                                     self.codec.spec, out_size=self.input_size)
+        targets = self.codec.encode(out.keypoints, self.input_size, out.person_mask, out.ignore_mask)
+        levels = self.codec.pyramid(targets)
+        packed = [np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1) for lv in levels]
+        return True, out.image, packed
+
+
+def _index_dataset(n: int, shuffle: bool, seed: int, repeat: bool):
+    """(epoch, index) pairs; each epoch is a stateless permutation of range(n)."""
+    import tensorflow as tf
+
+    def one_epoch(epoch):
+        idx = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            idx = tf.random.experimental.stateless_shuffle(
+                idx, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(idx).map(lambda i: (epoch, i))
+
+    return tf.data.Dataset.range(_REPEAT_EPOCHS if repeat else 1).flat_map(one_epoch)
+
+
+def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool = True,
+                      shuffle: bool = True, deterministic: bool = False, seed: int = 0,
+                      repeat: bool = True, num_parallel_calls=None, input_context=None,
+                      augment_config: AugmentConfig | None = None):
+    """The bottom-up training (or validation, ``augment=False``) tf.data.Dataset.
+
+    Args:
+        source: ``CocoKeypoints`` (real COCO or the synthetic set).
+        codec: ``BodyPartsCodec``.
+        input_size: H (square) or (H, W); multiples of 64 for 5 scales.
+        batch_size: the global batch; with ``input_context`` the per-replica
+            batch ``input_context.get_per_replica_batch_size(batch_size)``.
+        augment, augment_config: §2.2 augmentation.
+        shuffle: a new stateless permutation per epoch from (seed, epoch).
+        deterministic: keep the element order of the parallel map (tests); the
+            augmentation draws are per (seed, epoch, index) either way.
+        repeat: loop forever (steps_per_epoch then bounds an epoch) or one pass.
+        num_parallel_calls: map parallelism (default tf.data.AUTOTUNE).
+        input_context: a ``tf.distribute.InputContext``; samples are sharded by
+            index. Without it the DATA auto-shard policy is set for tf.distribute.
+
+    Returns:
+        Dataset of ``(images (B, H, W, 3) float32, (t_0, ..., t_{S-1}))`` batched
+        with drop_remainder=True and prefetched. Samples whose image is missing
+        or broken are dropped with a warning; the loader (with its ``num_bad``
+        counter) is attached as ``dataset.loader``.
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    loader = BottomUpLoader(source, codec, input_size, augment, augment_config, seed)
+    autotune = tf.data.AUTOTUNE
+    calls = autotune if num_parallel_calls is None else num_parallel_calls
+    h, w = loader.input_size
+    shapes = loader.target_shapes
+
+    ds = _index_dataset(len(loader), shuffle, loader.seed, repeat)
+    if input_context is not None:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+
+    def py_load(epoch, index):
+        ok, image, targets = loader.load(int(epoch), int(index))
+        return (np.bool_(ok), image, *targets)
+
+    def tf_load(epoch, index):
+        out = tf.numpy_function(py_load, [epoch, index],
+                                [tf.bool, tf.uint8] + [tf.float32] * len(shapes), stateful=False)
+        ok, image, targets = out[0], out[1], list(out[2:])
+        ok.set_shape(())
+        image.set_shape((h, w, 3))
+        for t, shp in zip(targets, shapes):
+            t.set_shape(shp)
+        return ok, image, tuple(targets)
+
+    ds = ds.map(tf_load, num_parallel_calls=calls, deterministic=deterministic)
+    ds = ds.filter(lambda ok, image, targets: ok)
+    ds = ds.map(lambda ok, image, targets: (tf.cast(image, tf.float32), targets),
+                num_parallel_calls=calls, deterministic=deterministic)
+    ds = ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
+
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if input_context is None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+    ds.loader = loader
+    return ds
+
+
+def bottom_up_eval_dataset(source, input_size, batch_size: int = 1, num_parallel_calls=None):
+    """Non-augmented images for evaluation: each whole image fitted into (H, W).
+
+    Yields ``(images (B, H, W, 3) float32 RGB 0..255, matrices (B, 2, 3) float32,
+    image_ids (B,) int64)``; the matrix maps original pixels to input pixels, so
+    ``poses.transform(invert_affine(M))`` brings predictions back. Pixels are
+    exactly those of the inference path (``inference.preprocess.letterbox_to``:
+    aspect kept, padded bottom/right); the last batch may be smaller.
+    Unreadable images are skipped with a warning.
+    """
+    import tensorflow as tf
+
+    h, w = (int(input_size), int(input_size)) if np.isscalar(input_size) else map(int, input_size)
+    records = list(source.records)
+    calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+
+    def py_load(i):
+        rec = records[int(i)]
+        try:
+            image = load_image(rec.path)
+        except ImageReadError as e:
+            log.warning("skipping image %s: %s", rec.image_id, e)
+            return np.bool_(False), np.zeros((h, w, 3), np.uint8), np.zeros((2, 3), np.float32), \
+                np.int64(rec.image_id)
+        out, M = letterbox_to(image, (h, w))
+        return np.bool_(True), out, M.astype(np.float32), np.int64(rec.image_id)
+
+    def tf_load(i):
+        ok, image, m, image_id = tf.numpy_function(
+            py_load, [i], [tf.bool, tf.uint8, tf.float32, tf.int64], stateful=False)
+        ok.set_shape(())
+        image.set_shape((h, w, 3))
+        m.set_shape((2, 3))
+        image_id.set_shape(())
+        return ok, image, m, image_id
+
+    ds = tf.data.Dataset.range(len(records)).map(tf_load, num_parallel_calls=calls, deterministic=True)
+    ds = ds.filter(lambda ok, *rest: ok)
+    ds = ds.map(lambda ok, image, m, image_id: (tf.cast(image, tf.float32), m, image_id))
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
