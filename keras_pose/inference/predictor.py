@@ -22,7 +22,7 @@ from keras_pose.inference.preprocess import (
 )
 from keras_pose.structures import Poses, invert_affine
 
-__all__ = ["PosePredictor"]
+__all__ = ["PosePredictor", "decode_to_original"]
 
 _OUTPUT_NAME = re.compile(r"^s(\d+)_x(\d+)$")
 _CHUNK_IMAGES = 16  # images per model.predict round in predict(list): bounds memory
@@ -62,6 +62,17 @@ def _finest_last_stack(model, num_scales: int) -> int:
         raise ValueError(f"cannot find the last stack's finest output among {n} outputs "
                          f"(expected names s{{t}}_x{{j}} or a multiple of {num_scales} outputs)")
     return n - num_scales
+
+
+def decode_to_original(codec, maps, affine, content_hw) -> Poses:
+    """ONE ``codec.decode`` of (h, w, C) maps, mapped back to original pixels.
+
+    ``affine`` is the letterbox's (2, 3) original -> input transform and
+    ``content_hw`` the image's size inside the input: the length prior of the
+    grouping uses the image height (§5.4), here in input pixels.
+    """
+    poses = codec.decode(maps, image_height=float(content_hw[0]))
+    return poses.transform(invert_affine(affine))
 
 
 class PosePredictor:
@@ -234,9 +245,7 @@ class PosePredictor:
 
     # ---------------------------------------------------------------- predict
     def _decode(self, maps, m_ref, content) -> Poses:
-        # The length prior uses the image height (§5.4), here in input pixels.
-        poses = self.codec.decode(maps, image_height=float(content[0]))
-        return poses.transform(invert_affine(m_ref))
+        return decode_to_original(self.codec, maps, m_ref, content)
 
     def predict(self, image):
         """Poses in original image pixels.
