@@ -46,6 +46,15 @@ def test_same_seed_same_batches(tf, source, codec):
     assert not np.array_equal(a[0][0], c[0][0])
 
 
+def test_start_index_resumes_the_stream(tf, source, codec, coco_sample_dir):
+    from keras_pose.data.pipeline import bottom_up_dataset
+    full = _batches(bottom_up_dataset(source, codec, SIZE, 2, seed=4, deterministic=True), 8)
+    # 14 samples later = epoch 1, position 2; a path source works too
+    resumed = _batches(bottom_up_dataset(coco_sample_dir / "test_coco.json", codec, SIZE, 2, seed=4,
+                                         deterministic=True, start_index=14), 1)
+    np.testing.assert_array_equal(resumed[0][0], full[7][0])
+
+
 def test_shapes_dtypes_and_target_consistency(tf, source, codec):
     from keras_pose.data.pipeline import bottom_up_dataset
     ds = bottom_up_dataset(source, codec, SIZE, 4, shuffle=False, deterministic=True, repeat=False)

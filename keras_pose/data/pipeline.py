@@ -133,11 +133,12 @@ def _index_dataset(n: int, shuffle: bool, seed: int, repeat: bool):
 def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool = True,
                       shuffle: bool = True, deterministic: bool = False, seed: int = 0,
                       repeat: bool = True, num_parallel_calls=None, input_context=None,
-                      augment_config: AugmentConfig | None = None):
+                      augment_config: AugmentConfig | None = None, start_index: int = 0):
     """The bottom-up training (or validation, ``augment=False``) tf.data.Dataset.
 
     Args:
-        source: ``CocoKeypoints`` (real COCO or the synthetic set).
+        source: ``CocoKeypoints`` (real COCO or the synthetic set), or a path to
+            a person_keypoints JSON whose images sit next to it.
         codec: ``BodyPartsCodec``.
         input_size: H (square) or (H, W); multiples of 64 for 5 scales.
         batch_size: the global batch; with ``input_context`` the per-replica
@@ -150,6 +151,8 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
         num_parallel_calls: map parallelism (default tf.data.AUTOTUNE).
         input_context: a ``tf.distribute.InputContext``; samples are sharded by
             index. Without it the DATA auto-shard policy is set for tf.distribute.
+        start_index: skip this many (epoch, index) draws of the global stream
+            before loading anything, so a resumed run continues where it stopped.
 
     Returns:
         Dataset of ``(images (B, H, W, 3) float32, (t_0, ..., t_{S-1}))`` batched
@@ -161,6 +164,10 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
+        import os
+        from keras_pose.data.coco import CocoKeypoints
+        source = CocoKeypoints(source, os.path.dirname(os.fspath(source)))
     loader = BottomUpLoader(source, codec, input_size, augment, augment_config, seed)
     autotune = tf.data.AUTOTUNE
     calls = autotune if num_parallel_calls is None else num_parallel_calls
@@ -168,6 +175,8 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
     shapes = loader.target_shapes
 
     ds = _index_dataset(len(loader), shuffle, loader.seed, repeat)
+    if start_index:
+        ds = ds.skip(int(start_index))   # cheap: indices only, nothing is loaded
     if input_context is not None:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
