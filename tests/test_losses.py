@@ -244,3 +244,21 @@ def test_serialization_roundtrip(tmp_path):
     ytd = _pack_td(RNG.uniform(0, 1, z.shape), np.ones((1, 1, 1, 2)))
     assert_keras_roundtrip(losses.RCELoss(), (ytd, z), tmp_path)
     assert_keras_roundtrip(losses.HeatmapMSELoss(), (ytd, z), tmp_path)
+
+
+@pytest.mark.slow
+def test_losses_under_mirrored_strategy():
+    """1 vs 2 replicas, same global batch, one SGD step -> the same weights (subprocess)."""
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).with_name("_distributed_loss_check.py")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    for kind in ("bu", "td"):
+        assert res[kind]["update"] > 1e-3, res  # the step did move the weights
+        # A loss scaled by the per-replica batch would be off by ~update / 2.
+        assert res[kind]["max_dw"] < 1e-4 * res[kind]["update"], res
