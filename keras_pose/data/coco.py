@@ -104,7 +104,10 @@ class CocoKeypoints:
             keypoint annotations (the message names the file).
     """
 
-    def __init__(self, annotations, images_dir):
+    def __init__(self, annotations, images_dir, main_min_area: float = MIN_MAIN_AREA):
+        # main_min_area: segmentation area a main person needs (§2.1: 32*32 at COCO's
+        # ~640 px); smaller images (the synthetic set) scale it down.
+        self.main_min_area = float(main_min_area)
         self.annotations_path = str(annotations)
         self.images_dir = str(images_dir)
         data = _load_json(self.annotations_path)
@@ -200,7 +203,7 @@ class CocoKeypoints:
         chosen: list = []
         centres = p.centres
         for i in range(len(p)):
-            if p.iscrowd[i] or p.num_keypoints[i] < MIN_MAIN_KEYPOINTS or p.areas[i] < MIN_MAIN_AREA:
+            if p.iscrowd[i] or p.num_keypoints[i] < MIN_MAIN_KEYPOINTS or p.areas[i] < self.main_min_area:
                 continue
             close = any(np.hypot(*(centres[i] - centres[j]))
                         < MAIN_CENTRE_RATIO * max(p.boxes[j, 2], p.boxes[j, 3]) for j in chosen)
