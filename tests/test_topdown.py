@@ -227,3 +227,28 @@ def test_topdown_dataset_batches_and_determinism(coco_source):
     assert not np.array_equal(a[0], c[0])
     with pytest.raises(ValueError, match="batch_size"):
         topdown_dataset(coco_source, codec, batch_size=0)
+
+
+def test_keras_model_path_through_predictor_and_evaluation(sample):
+    """A tiny real Keras model (sigmoid output) runs through predict_on_batch, flip and COCOeval."""
+    keras = pytest.importorskip("keras")
+    ann, img_dir, gt = sample
+    keras.utils.set_random_seed(0)
+    codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12))
+    x = keras.Input((64, 48, 3))
+    y = keras.layers.Rescaling(1 / 255.0)(x)
+    y = keras.layers.Conv2D(8, 3, strides=4, padding="same", activation="relu")(y)
+    y = keras.layers.Conv2D(17, 1, activation="sigmoid")(y)
+    model = keras.Model(x, y)
+    results, stats = evaluate_topdown(model, codec, ann, img_dir, boxes="gt", batch_size=8,
+                                      flip=True, max_images=2, progress=False)
+    assert stats["num_images"] == 2 and stats["boxes"] == 3 and len(results) == 3
+    assert 0.0 <= stats["AP"] <= 1.0
+    for r in results:
+        kp = np.asarray(r["keypoints"]).reshape(17, 3)
+        img = gt.imgs[r["image_id"]]
+        assert np.all(kp[:, 0] > -img["width"]) and np.all(kp[:, 0] < 2 * img["width"])
+        assert 0.0 <= r["score"] <= 1.0
+    with pytest.raises(ValueError, match="expected"):
+        TopDownPredictor(lambda imgs: np.zeros((1, 16, 12)), codec).predict(
+            np.zeros((100, 100, 3), np.uint8), [[10, 10, 50, 50]])
