@@ -293,6 +293,19 @@ def test_pyramid_matches_tf_and_keras():
         assert level["heatmaps"].shape == (64 // f, 64 // f, 50) and level["mask"].dtype == np.float32
 
 
+def test_pyramid_mask_cut_keeps_exact_half():
+    codec = BodyPartsCodec()
+    ignore = np.zeros((128, 128), np.float32)
+    ignore[0:4] = 1                                     # target row 0 fully ignored
+    ignore[4, :64] = 1                                  # a quarter of row 1, left half
+    levels = codec.pyramid(codec.encode(np.zeros((0, 17, 3)), (128, 128), ignore_mask=ignore))
+    np.testing.assert_allclose(levels[0]["mask"][1, :16, 0], 191 / 255)   # uint8: round(191.25)
+    # scale 1, row 0 = mean of rows 0 and 1: (0 + 191/255) / 2 < 0.5 -> 0; (0 + 1) / 2 = 0.5 stays
+    np.testing.assert_array_equal(levels[1]["mask"][0, :8, 0], 0)
+    np.testing.assert_array_equal(levels[1]["mask"][0, 8:, 0], 0.5)
+    np.testing.assert_array_equal(levels[1]["mask"][1:], 1)
+
+
 # -------------------------------------------------------------------- bad input
 def test_nan_and_far_points_are_unlabelled_quietly():
     codec = BodyPartsCodec()

@@ -217,7 +217,8 @@ def _put_limbs(out: np.ndarray, xy: np.ndarray, labelled: np.ndarray, spec, cfg)
     np.add.at(flat, idx, g.astype(np.float32))
     count = _scratch_count(h * w * num_limbs)
     cidx = cell * num_limbs + k_idx[pair]
-    np.add.at(count, cidx, 1)
+    # an array of ones, not the scalar 1: only same-dtype arrays take ufunc.at's fast path
+    np.add.at(count, cidx, np.ones(total, np.float32))
     # repeated indices write the same quotient
     flat[idx] = flat[idx] / count[cidx]
     count[cidx] = 0                                    # leave the scratch zeroed
@@ -227,10 +228,10 @@ _local = threading.local()
 
 
 def _scratch_count(size: int) -> np.ndarray:
-    """A zeroed int32 buffer of ``size`` per thread (tf.data may call us from several)."""
+    """A zeroed float32 buffer of ``size`` per thread (tf.data may call us from several)."""
     buf = getattr(_local, "count", None)
     if buf is None or buf.size < size:
-        buf = _local.count = np.zeros(size, np.int32)
+        buf = _local.count = np.zeros(size, np.float32)
     return buf[:size]
 
 
@@ -318,7 +319,8 @@ def build_pyramid(codec, targets) -> list:
             # sum row pairs, then column pairs: both steps read contiguous blocks
             pairs = cur.reshape(hh // 2, 2, ww // 2, 2 * c)
             rows = pairs[:, 0] + pairs[:, 1]
-            cur = (rows[..., :c] + rows[..., c:]) * quarter
+            cur = np.add(rows[..., :c], rows[..., c:])
+            cur *= quarter
             f = 2 ** j
             a, b = f // 2 - 1, f // 2                  # the two source cells per axis
             m = (mask[a::f, a::f] + mask[b::f, a::f] + mask[a::f, b::f] + mask[b::f, b::f]) * quarter
