@@ -1,0 +1,120 @@
+"""Simple Pose decoding: stride-s maps -> persons (``simple_pose.md`` §5.2-5.6).
+
+Shapes: an h x w x C map at stride s (C >= 48: L = 30 limbs, then J = 18
+internal keypoints), an H x W = s*h x s*w model input, P persons, K = 17 COCO
+keypoints.
+
+Pipeline (Li et al., "Simple Pose", AAAI 2020; the authors' ``evaluate.py``):
+
+1. flip fusion (§5.2 step 6) — ``fuse_flip``;
+2. keypoint peaks of the x s bicubically upsampled maps: 3x3 NMS, ``thre1``,
+   5x5 refinement, capped per type — ``_peaks.find_peaks``;
+3. limb scores along each candidate segment, greedy one-to-one choice per limb
+   by key — ``_grouping.score_limbs``;
+4. greedy assembly with redundant limbs, final filter — ``_grouping.assemble``;
+5. persons in input pixels, COCO order, neck dropped, missing keypoints
+   (0, 0, 0), score 1 - 1/total (§5.5-5.6).
+
+Why it is equivalent to, yet much faster than, the authors' full-resolution
+path: their step 7 upsamples all maps x4 with OpenCV bicubic (half-pixel
+centres) and works on that. Every quantity they read from the upsampled maps is
+a fixed 4x4-cell weighted sum of the stride-s maps, so we compute exactly those
+values and no others — small patches around low-resolution maxima for the
+peaks, single pixels along candidate segments for the limbs (see ``_peaks`` for
+the argument that no peak is lost). Results agree with a literal
+full-resolution implementation (``tests/_reference_decoder.py``) to float
+rounding on clean maps; ``benchmarks/grouping.py`` measures both.
+
+We decode in model-input pixels; callers map back with
+``poses.transform(invert_affine(M))``. Imports without TensorFlow.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from keras_pose.codecs import _grouping, _peaks
+from keras_pose.structures import Poses
+
+
+def _check_maps(maps, name: str, min_channels: int) -> np.ndarray:
+    try:
+        m = np.asarray(maps, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric (h, w, C) array") from None
+    if m.ndim != 3:
+        raise ValueError(f"{name} must have shape (h, w, C) (one image, channels last), "
+                         f"got shape {m.shape}")
+    if m.shape[0] < 1 or m.shape[1] < 1:
+        raise ValueError(f"{name} has an empty spatial size {m.shape[:2]}")
+    if m.shape[2] < min_channels:
+        raise ValueError(f"{name} has {m.shape[2]} channels; the body-part codec needs at "
+                         f"least {min_channels} (limbs then keypoints)")
+    bad = np.size(m) - np.count_nonzero(np.isfinite(m))
+    if bad:
+        raise ValueError(f"{name} contains {bad} non-finite values (NaN/inf); "
+                         f"the model output is broken")
+    return m
+
+
+def fuse_flip(codec, maps, mirrored_maps) -> np.ndarray:
+    """(h, w, C) maps and those of the mirrored input -> their average (§5.2 step 6).
+
+    The mirrored maps are flipped back horizontally and their channels permuted
+    with ``spec.channel_flip_perm`` (left/right limbs and keypoints swap). With
+    half-pixel cell centres a horizontal mirror of the input is exactly a mirror
+    of the cell grid, so no resampling is needed. C may be the full channel count
+    or the first limbs + keypoints channels.
+    """
+    spec = codec.spec
+    need = spec.num_limbs + spec.num_internal
+    a = _check_maps(maps, "maps", need)
+    b = _check_maps(mirrored_maps, "mirrored_maps", need)
+    if a.shape != b.shape:
+        raise ValueError(f"maps {a.shape} and mirrored_maps {b.shape} differ in shape")
+    perm = spec.channel_flip_perm
+    c = a.shape[2]
+    if c > perm.size or sorted(perm[:c]) != list(range(c)):
+        raise ValueError(f"maps have {c} channels; flip fusion needs {need} or "
+                         f"{perm.size} (the spec's channel layout)")
+    return 0.5 * (a + b[:, ::-1, perm[:c]])
+
+
+def decode_maps(codec, heatmaps, image_height=None) -> Poses:
+    """(h, w, >= 48) maps at stride s -> ``Poses`` in input pixels (§5.3-5.6).
+
+    Args:
+        codec: a BodyPartsCodec (config thresholds, spec channel layout).
+        heatmaps: the maps (limb channels first, then internal keypoints).
+        image_height: H_img of the limb length prior (§5.4), in input pixels;
+            the authors pass the (resized) image height. Default: s * h.
+
+    Returns:
+        Poses with (P, 17, 3) keypoints [x, y, score] (score = refined peak
+        score; missing: (0, 0, 0)) and (P,) scores 1 - 1/total.
+    """
+    spec, cfg = codec.spec, codec.config
+    maps = _check_maps(heatmaps, "heatmaps", spec.num_limbs + spec.num_internal)
+    stride = int(cfg.stride)
+    if image_height is None:
+        image_height = stride * maps.shape[0]
+    image_height = float(image_height)
+    if not image_height > 0:
+        raise ValueError(f"image_height must be > 0, got {image_height}")
+    kstart = spec.keypoint_start
+    kmaps = np.ascontiguousarray(maps[:, :, kstart:kstart + spec.num_internal])
+    types, xy, scores = _peaks.find_peaks(kmaps, stride, cfg.peak_threshold,
+                                          cfg.refine_radius, cfg.max_candidates)
+    if types.size == 0:
+        return Poses.empty(spec.num_keypoints)
+    sampler = _peaks.CubicSampler(maps, stride)
+    conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)
+    persons = _grouping.assemble(conns, special, types, scores, spec, cfg)
+    if not persons:
+        return Poses.empty(spec.num_keypoints)
+    ids = np.asarray([p[0] for p in persons], np.int64)            # (P, J)
+    found = ids >= 0
+    safe = np.where(found, ids, 0)
+    internal = np.concatenate([xy[safe], scores[safe][..., None]], axis=-1)
+    internal = np.where(found[..., None], internal, 0.0)
+    totals = np.asarray([p[1] for p in persons], np.float64)
+    return Poses(spec.to_coco(internal), (1.0 - 1.0 / totals).astype(np.float32))

@@ -1,0 +1,217 @@
+"""Keypoint peaks at input resolution, computed from stride-s maps without upsampling them.
+
+Shapes: T keypoint types (18 internal points), an h x w map at stride s, an
+H x W = s*h x s*w input, N peaks.
+
+The authors (``simple_pose.md`` §5.2 step 7, §5.3) upsample the stride-4 maps x4
+with OpenCV's bicubic resize (half-pixel centres: input pixel X reads the map at
+cell coordinate (X + 0.5)/s - 0.5, i.e. (X - 1.5)/4), then run a 3x3 NMS with
+reflect padding, threshold ``thre1`` and a 5x5 score-weighted refinement on the
+full-resolution maps. We get the same numbers far more cheaply:
+
+* ``CubicSampler`` evaluates that bicubic upsampling *exactly* (OpenCV's kernel,
+  a = -0.75, taps clamped at the border like ``cv2.resize``) at any integer
+  input pixel, from per-axis tap tables. A full-resolution pixel is a fixed
+  4x4-cell weighted sum, so sampling a pixel costs 16 reads instead of a
+  full-map resize.
+* Peaks: a full-resolution local maximum of a smooth map lies within one cell of
+  a local maximum of its stride-s samples, and bicubic overshoot is bounded, so
+  we seed at low-resolution 3x3 maxima above ``thre1 / overshoot`` and upsample
+  only a small patch around each seed (one batched matrix product). NMS,
+  thresholding and refinement then run on those patches exactly as on the full
+  map (pixels outside the input count as -inf, which equals reflect padding for
+  a 3x3 max). Duplicates from overlapping patches are removed.
+* Refinement uses the correct x/y orientation (the authors' ``refine_centroid``
+  swaps the row and column offsets; §5.3 and §9.1 say to fix it in production).
+
+Imports without TensorFlow.
+"""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+CUBIC_A = -0.75  # OpenCV's INTER_CUBIC kernel parameter
+
+
+def cubic_weights(frac) -> np.ndarray:
+    """(N,) fractional offsets in [0, 1) -> (N, 4) tap weights for cells sx-1 .. sx+2."""
+    x = np.asarray(frac, np.float64)
+    a = CUBIC_A
+    w0 = ((a * (x + 1) - 5 * a) * (x + 1) + 8 * a) * (x + 1) - 4 * a
+    w1 = ((a + 2) * x - (a + 3)) * x * x + 1
+    w2 = ((a + 2) * (1 - x) - (a + 3)) * (1 - x) * (1 - x) + 1
+    return np.stack([w0, w1, w2, 1.0 - w0 - w1 - w2], axis=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def axis_taps(size: int, stride: int) -> tuple:
+    """Tap table of one axis: full-res pixel X -> (4 clamped cell indices, 4 weights).
+
+    Returns (idx (size*stride, 4) int64, w (size*stride, 4) float32). Pixel X
+    reads cell coordinate f = (X + 0.5)/stride - 0.5 (half-pixel centres, so
+    X = s*q + s/2 - 0.5 sits exactly on cell q, matching the encoder's §2.3 grid).
+    """
+    x = np.arange(size * stride, dtype=np.float64)
+    f = (x + 0.5) / stride - 0.5
+    sx = np.floor(f)
+    idx = np.clip(sx[:, None].astype(np.int64) + np.arange(-1, 3), 0, size - 1)
+    return idx, cubic_weights(f - sx).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def patch_operator(stride: int, radius: int, reach: int = 2) -> tuple:
+    """The fixed upsampling operator of a peak patch around one seed cell.
+
+    Around seed cell q, full-res pixels s*q + d for d in ``offsets`` are the
+    "core" (cell coordinate within ``reach`` of q: the maximum of a smooth blob
+    lies within 1 cell of its discrete maximum; 2 also catches the second top of
+    a noisy plateau) widened by 1 (NMS neighbours) and by ``radius``
+    (refinement window).
+    Returns (offsets (P,), cells (B,) relative cell indices, U (P, B) float32)
+    with patch = U @ block @ U.T for block = map[q + cells][:, q + cells].
+    """
+    # pixels d with |(d + 0.5)/s - 0.5| < reach
+    core_lo = int(np.floor(stride * (0.5 - reach) - 0.5)) + 1
+    core_hi = int(np.ceil(stride * (0.5 + reach) - 0.5)) - 1
+    offsets = np.arange(core_lo - 1 - radius, core_hi + 2 + radius)
+    f = (offsets + 0.5) / stride - 0.5
+    sx = np.floor(f).astype(np.int64)
+    w = cubic_weights(f - sx)
+    cells = np.arange(sx.min() - 1, sx.max() + 3)
+    u = np.zeros((offsets.size, cells.size), np.float64)
+    for t in range(4):  # 4 taps: tiny constant-size loop
+        u[np.arange(offsets.size), sx - 1 + t - cells[0]] += w[:, t]
+    return offsets, cells, u.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def overshoot(stride: int) -> float:
+    """Upper bound of (bicubic value) / (max of the non-negative cells it reads).
+
+    The 2-D weights are products wy*wx; the positive ones sum to at most
+    Py*Px + Ny*Nx over the stride's phases, so a full-res peak >= thre1 has a
+    cell >= thre1 / overshoot nearby. Seeding at that lower level loses no peak.
+    """
+    _, w = axis_taps(1, stride)
+    pos = np.clip(w, 0, None).sum(1)
+    neg = -np.clip(w, None, 0).sum(1)
+    return float(max(py * px + ny * nx for py, ny in zip(pos, neg) for px, nx in zip(pos, neg)))
+
+
+class CubicSampler:
+    """Exact values of the bicubically upsampled (x stride) maps at integer input pixels.
+
+    Args:
+        maps: (h, w, C) float32 maps at stride s.
+        stride: s.
+    """
+
+    def __init__(self, maps: np.ndarray, stride: int):
+        self.h, self.w, self.c = maps.shape
+        self.stride = stride
+        self.height, self.width = self.h * stride, self.w * stride
+        self._maps = maps
+        self._flat = np.ascontiguousarray(maps).reshape(-1)  # no copy for a contiguous map
+        iy, self.wy = axis_taps(self.h, stride)
+        ix, self.wx = axis_taps(self.w, stride)
+        # Flat offsets of the 4 tap rows / columns in the (h, w, C) layout.
+        self.oy = iy * (self.w * self.c)
+        self.ox = ix * self.c
+
+    def sample(self, channel, x, y) -> np.ndarray:
+        """(N,) channels, (N,) integer x, y in [0, W) x [0, H) -> (N,) float32 values."""
+        rows = self.oy[y] + np.asarray(channel)[:, None]             # (N, 4)
+        vals = self._flat.take(rows[:, :, None] + self.ox[x][:, None, :])  # (N, 4, 4)
+        return np.einsum("nij,nj,ni->n", vals, self.wx[x], self.wy[y])
+
+    def full(self, channel: int) -> np.ndarray:
+        """(H, W) float32: one channel upsampled over the whole input (cv2, same kernel)."""
+        return cv2.resize(np.ascontiguousarray(self._maps[:, :, channel]),
+                          (self.width, self.height), interpolation=cv2.INTER_CUBIC)
+
+
+def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
+               max_candidates: int) -> tuple:
+    """Refined keypoint peaks of the upsampled maps (§5.3), per type, capped.
+
+    Args:
+        maps: (h, w, T) float32 keypoint maps at stride s (finite).
+        stride: s.
+        threshold: thre1; a peak's upsampled value must be >= it.
+        radius: refinement half-window (2 -> 5x5).
+        max_candidates: at most this many peaks per type, highest scores kept.
+
+    Returns:
+        (types (N,) int64, xy (N, 2) float64 input pixels, scores (N,) float64),
+        ordered by type, then row-major by integer peak position — the authors'
+        candidate-id order. score = mean of the (2r+1)^2 window where it fits
+        inside the input, else the peak value (§5.3).
+    """
+    h, w, t = maps.shape
+    height, width = h * stride, w * stride
+    empty = (np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0))
+    # --- seeds: low-res 3x3 maxima (cv2.dilate pads with -inf: reflect-equivalent)
+    low = threshold / overshoot(stride)
+    dil = cv2.dilate(maps, np.ones((3, 3), np.uint8)).reshape(h, w, t)
+    sr, sq, st = np.nonzero((maps >= dil) & (maps >= low))
+    if sr.size == 0:
+        return empty
+    # Bound the patch work on pathological (noisy) maps: keep the strongest
+    # seeds per type, a generous multiple of the final cap.
+    keep_seeds = 2 * max_candidates + 8
+    counts = np.bincount(st, minlength=t)
+    if counts.max() > keep_seeds:
+        order = np.lexsort((-maps[sr, sq, st], st))
+        rank = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        sel = order[rank < keep_seeds]
+        sr, sq, st = sr[sel], sq[sel], st[sel]
+    # --- patches around the seeds: U @ block @ U.T, one batched product
+    offsets, cells, u = patch_operator(stride, radius)
+    rows = np.clip(sr[:, None] + cells, 0, h - 1)
+    cols = np.clip(sq[:, None] + cells, 0, w - 1)
+    block = maps[rows[:, :, None], cols[:, None, :], st[:, None, None]]   # (n, B, B)
+    patch = np.matmul(np.matmul(u, block), u.T)                         # (n, P, P)
+    py = sr[:, None] * stride + offsets                                 # (n, P) pixel rows
+    px = sq[:, None] * stride + offsets
+    inside = ((py >= 0) & (py < height))[:, :, None] & ((px >= 0) & (px < width))[:, None, :]
+    patch = np.where(inside, patch, -np.inf)
+    # --- 3x3 NMS on the search region (patch minus the refinement margin)
+    p = patch.shape[1]
+    lo, hi = radius, p - radius
+    centre = patch[:, lo:hi, lo:hi]
+    is_max = centre >= threshold
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                is_max &= centre >= patch[:, lo + dy:hi + dy, lo + dx:hi + dx]
+    n, a, b = np.nonzero(is_max)
+    if n.size == 0:
+        return empty
+    a, b = a + lo, b + lo
+    types, ys, xs = st[n], py[n, a], px[n, b]
+    # --- the same pixel found from two seeds' patches: keep one
+    _, first = np.unique((types * height + ys) * width + xs, return_index=True)
+    n, a, b, types, ys, xs = n[first], a[first], b[first], types[first], ys[first], xs[first]
+    # --- refinement: score-weighted mean offset and window mean (§5.3, x/y correct)
+    r = np.arange(-radius, radius + 1)
+    win = patch[n[:, None, None], a[:, None, None] + r[None, :, None], b[:, None, None] + r[None, None, :]]
+    fits = (xs >= radius) & (xs + radius < width) & (ys >= radius) & (ys + radius < height)
+    win = np.where(fits[:, None, None], win, 0.0)  # windows cut by the border are unused
+    wsum = win.sum(axis=(1, 2), dtype=np.float64)
+    ok = fits & (wsum > 0)  # a non-positive window mass has no meaningful centroid
+    safe = np.where(ok, wsum, 1.0)
+    off_x = np.where(ok, (win.sum(axis=1, dtype=np.float64) @ r) / safe, 0.0)
+    off_y = np.where(ok, (win.sum(axis=2, dtype=np.float64) @ r) / safe, 0.0)
+    peak = patch[n, a, b].astype(np.float64)
+    scores = np.where(fits, win.mean(axis=(1, 2), dtype=np.float64), peak)
+    xy = np.stack([xs + off_x, ys + off_y], axis=1)
+    # --- cap per type (highest scores), then the authors' id order
+    order = np.lexsort((-scores, types))
+    counts = np.bincount(types, minlength=t)
+    rank = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    sel = order[rank < max_candidates]
+    sel = sel[np.lexsort((xs[sel], ys[sel], types[sel]))]
+    return types[sel], xy[sel], scores[sel]
