@@ -107,9 +107,11 @@ class BottomUpLoader:
             image = hsv_tint(image, rng, self.augment_config)
         M = training_affine(s.objpos, s.scale_provided, p, self.input_size,
                             self.augment_config.target_dist)
+        ignore = self.source.ignore_mask(s.image_id)
+        if not ignore.any():   # most images: skip a warp and the codec's mask work
+            ignore = None
         out = apply_affine_to_sample(image, s.keypoints, self.source.person_mask(s.image_id),
-                                     self.source.ignore_mask(s.image_id), M, p.flip,
-                                     self.codec.spec, out_size=self.input_size)
+                                     ignore, M, p.flip, self.codec.spec, out_size=self.input_size)
         targets = self.codec.encode(out.keypoints, self.input_size, out.person_mask, out.ignore_mask)
         levels = self.codec.pyramid(targets)
         packed = [np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1) for lv in levels]
