@@ -115,18 +115,18 @@ def _pair(rng, lo, hi):
     return (_u(rng, lo, hi), _u(rng, lo, hi))
 
 
-def sample_yaw(rng, back_prob: float) -> float:
-    """Whole-body yaw: mostly frontal, some profiles, ``back_prob`` back views."""
+def sample_yaw(rng, back_prob: float, profile_prob: float = 0.3) -> float:
+    """Whole-body yaw: ``back_prob`` back views, ``profile_prob`` side views, else frontal."""
     r = rng.random()
     sign = 1.0 if rng.random() < 0.5 else -1.0
     if r < back_prob:
         return sign * _u(rng, 115, 180)
-    if r < back_prob + 0.3:
+    if r < back_prob + profile_prob:
         return sign * _u(rng, 45, 115)
     return _u(rng, -45, 45)
 
 
-def sample_angles(rng, posture: str, back_prob: float = 0.1) -> Angles:
+def sample_angles(rng, posture: str, back_prob: float = 0.1, profile_prob: float = 0.3) -> Angles:
     """Joint angles for ``posture`` (one of POSTURES), within human ranges of motion."""
     a = Angles(
         trunk_pitch=_u(rng, -8, 12), trunk_lean=_u(rng, -8, 8), trunk_twist=_u(rng, -15, 15),
@@ -134,7 +134,7 @@ def sample_angles(rng, posture: str, back_prob: float = 0.1) -> Angles:
         arm_elev=_pair(rng, 5, 35), arm_azim=_pair(rng, -10, 80), elbow=_pair(rng, 0, 50),
         elbow_roll=_pair(rng, -40, 60), hip_flex=_pair(rng, -5, 10), hip_abd=_pair(rng, 0, 10),
         knee=_pair(rng, 0, 15), roll=float(np.clip(rng.normal(0, 6), -15, 15)),
-        yaw=sample_yaw(rng, back_prob))
+        yaw=sample_yaw(rng, back_prob, profile_prob))
     sides = [0, 1] if rng.random() < 0.5 else [1, 0]   # which side leads in asymmetric poses
     lead, other = sides
 

@@ -16,7 +16,7 @@ from keras_pose.data import _render as rnd
 
 
 def _new_figure(rng, cfg, posture, scale):
-    ang = fig_mod.sample_angles(rng, posture, cfg.back_view_prob)
+    ang = fig_mod.sample_angles(rng, posture, cfg.back_view_prob, cfg.profile_prob)
     body = fig_mod.sample_body(rng)
     pts, extra, normals = fig_mod.pose_points(body, ang)
     ext = np.concatenate([pts[:, :2], np.stack([extra[k][:2] for k in
@@ -61,7 +61,10 @@ def sample_figures(rng, h, w, cfg):
         height = np.exp(rng.uniform(np.log(cfg.min_height), np.log(cfg.max_height))) * h
         f = _new_figure(rng, cfg, fig_mod.POSTURES[rng.choice(len(weights), p=weights)], height)
         _place(rng, f, figs, h, w, cfg)
-        f["unannotated"] = bool(rng.random() < cfg.unannotated_prob)
+        # Like COCO's, the unannotated people are mostly the small ones: figures under
+        # a quarter of the image height are twice as likely, larger ones a quarter as.
+        p_skip = cfg.unannotated_prob * (2.0 if height < 0.25 * h else 0.25)
+        f["unannotated"] = bool(rng.random() < min(p_skip, 1.0))
         f["depth"] = float(np.log(height) + rng.normal(0, 0.2))
         figs.append(f)
     if rng.random() < cfg.crowd_prob:

@@ -61,10 +61,11 @@ class SyntheticConfig(Config):
     max_height: float = 0.9
     overlap: float = 0.5             # probability that a figure is placed against an earlier one
     truncation: float = 0.2          # probability that a figure may cross the image border
-    unannotated_prob: float = 0.06   # figures drawn but given num_keypoints 0
+    unannotated_prob: float = 0.06   # figures drawn but given num_keypoints 0 (x2 when small)
     crowd_prob: float = 0.12         # images with an iscrowd region
     crowd_size: tuple[int, int] = (4, 10)    # figures in a crowd region
     back_view_prob: float = 0.1
+    profile_prob: float = 0.3        # side views (the far limbs hide behind the body)
     posture_weights: tuple[float, ...] = (0.2, 0.12, 0.05, 0.1, 0.07, 0.07, 0.08, 0.07, 0.08, 0.05, 0.04, 0.07)
     clutter: int = 10                # at most this many background shapes
     background_noise: float = 25.0   # amplitude of low-frequency background blotches
@@ -83,9 +84,11 @@ class SyntheticConfig(Config):
         if not 0 < self.min_height <= self.max_height <= 2:
             bad("max_height", "need 0 < min_height <= max_height <= 2")
         for f in ("overlap", "truncation", "unannotated_prob", "crowd_prob", "back_view_prob",
-                  "texture_prob", "blur_prob", "brightness"):
+                  "profile_prob", "texture_prob", "blur_prob", "brightness"):
             if not 0 <= getattr(self, f) <= 1:
                 bad(f, "must lie in [0, 1]")
+        if self.back_view_prob + self.profile_prob > 1:
+            bad("profile_prob", "back_view_prob + profile_prob must not exceed 1")
         if len(self.crowd_size) != 2 or not 1 <= self.crowd_size[0] <= self.crowd_size[1]:
             bad("crowd_size", "must be (lo, hi) with 1 <= lo <= hi")
         w = np.asarray(self.posture_weights, float)
@@ -101,10 +104,15 @@ class SyntheticConfig(Config):
 PRESETS = {
     "default": SyntheticConfig(),
     # The quickstart: fewer, larger, cleaner figures (a tiny CPU model learns it in minutes).
+    # Still 1-4 overlapping figures (grouping is the point), but upright postures
+    # dominate and side/back views, clutter and camera effects are rarer.
     "easy": SyntheticConfig(max_figures=4, min_height=0.3, max_height=0.85, overlap=0.35,
                             truncation=0.1, unannotated_prob=0.03, crowd_prob=0.05,
-                            back_view_prob=0.05, clutter=4, background_noise=15.0,
-                            texture_prob=0.3, brightness=0.15, blur_prob=0.15, noise_std=4.0),
+                            back_view_prob=0.05, profile_prob=0.15,
+                            posture_weights=(0.25, 0.15, 0.04, 0.12, 0.1, 0.08, 0.08, 0.04,
+                                             0.06, 0.03, 0.02, 0.03),
+                            clutter=4, background_noise=15.0, texture_prob=0.3,
+                            brightness=0.15, blur_prob=0.15, noise_std=4.0),
     "hard": SyntheticConfig(max_figures=10, min_height=0.08, overlap=0.7, truncation=0.35,
                             crowd_prob=0.2, back_view_prob=0.15, clutter=20,
                             background_noise=40.0, texture_prob=0.8, brightness=0.35,
