@@ -245,3 +245,15 @@ def test_eval_dataset(tf, source):
     want, want_m = letterbox_to(load_image(rec.path), (192, 256))
     np.testing.assert_array_equal(x[0].numpy(), want.astype(np.float32))
     np.testing.assert_allclose(m[0].numpy(), want_m, rtol=1e-6)
+
+
+def test_reads_the_synthetic_dataset(tmp_path, codec):
+    from keras_pose.data.synthetic import generate_dataset
+    generate_dataset(tmp_path, num_train=6, num_val=2, seed=0, image_size=(128, 128), progress=False)
+    source = CocoKeypoints.from_dir(tmp_path, "train")
+    assert len(source) == 6 and source.num_annotations > 0 and source.missing_images == []
+    loader = BottomUpLoader(source, codec, SIZE, seed=0)
+    assert len(loader) > 0
+    ok, img, ts = loader.load(0, 0)
+    assert ok and img.shape == (SIZE, SIZE, 3)
+    assert ts[0][..., codec.spec.keypoint_max_channel].max() > 0.9   # someone was drawn
