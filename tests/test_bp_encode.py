@@ -155,6 +155,19 @@ def test_encoder_is_repeatable_across_calls():
     np.testing.assert_array_equal(codec.encode(a[0], (256, 256))["heatmaps"], first)
 
 
+def test_encoder_is_thread_safe():
+    """tf.data may call the encoder from several threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+    codec = BodyPartsCodec()
+    rng = np.random.default_rng(12)
+    scenes = [_random_scene(rng, 256, 256, 6)[0] for _ in range(8)]
+    serial = [codec.encode(k, (256, 256))["heatmaps"] for k in scenes]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda k: codec.encode(k, (256, 256))["heatmaps"], scenes * 8))
+    for i, got in enumerate(parallel):
+        np.testing.assert_array_equal(got, serial[i % len(scenes)])
+
+
 # --------------------------------------------------------------- formulas by hand
 def _one_person(**points):
     kp = np.zeros((1, 17, 3), np.float32)

@@ -245,8 +245,10 @@ def encode_targets(codec, keypoints, image_size, person_mask=None, ignore_mask=N
             iff v > 0. NaN/inf or absurdly far points count as unlabelled; points
             just outside the input still draw the clipped part of their window.
         image_size: (H, W), multiples of the stride.
-        person_mask: optional (H, W) in [0, 1], 1 on persons -> channel 48.
-        ignore_mask: optional (H, W) in [0, 1], 1 where the loss ignores.
+        person_mask: optional (H, W) (or (H, W, 1)) in [0, 1], 1 on persons -> channel 48;
+            bool, uint8 0/1 or 0/255, or float. Without it channel 48 is all 0.
+        ignore_mask: optional, same forms, 1 where the loss ignores. Without it the
+            loss mask is all 1.
 
     Returns:
         {"heatmaps": (h, w, C) float32 in [0, 1], "mask": (h, w, 1) float32};
@@ -296,7 +298,8 @@ def build_pyramid(codec, targets) -> list:
     reference applies the cut after resizing to every output size).
 
     Returns:
-        list of {"heatmaps": (h/2**j, w/2**j, C), "mask": (h/2**j, w/2**j, 1)} float32.
+        list of {"heatmaps": (h/2**j, w/2**j, C), "mask": (h/2**j, w/2**j, 1)} float32;
+        the scale-0 heatmaps are the input array itself (not a copy).
     """
     cfg = codec.config
     heat = np.asarray(targets["heatmaps"], np.float32)
