@@ -1,8 +1,8 @@
 """Data: COCO reading, augmentation and the tf.data input pipelines.
 
 ``coco`` (pycocotools) and ``transforms`` (OpenCV + NumPy) import without
-TensorFlow; ``pipeline`` needs TensorFlow and is only imported when one of its
-names is first used.
+TensorFlow; ``pipeline`` imports TensorFlow only inside the functions that
+build datasets. Names are resolved lazily on first use.
 """
 import importlib
 

@@ -116,6 +116,9 @@ class CocoKeypoints:
             self.coco = COCO()
             self.coco.dataset = data
             self.coco.createIndex()
+        cats = data.get("categories") or []
+        # person-like categories: those with a keypoint list (or named person)
+        self._person_cats = {c["id"] for c in cats if "keypoints" in c or c.get("name") == "person"} or {1}
         self._records: dict[int, ImageRecord] = {}
         self.missing_images: list[str] = []
         for img in data["images"]:
@@ -140,12 +143,6 @@ class CocoKeypoints:
         root = pathlib.Path(coco_dir)
         return cls(root / "annotations" / f"person_keypoints_{split}.json", root / split)
 
-    @property
-    def _person_cats(self) -> set:
-        cats = self.coco.dataset.get("categories") or []
-        ids = {c["id"] for c in cats if "keypoints" in c or c.get("name") == "person"}
-        return ids or {1}
-
     # ----------------------------------------------------------------- records
     def __len__(self) -> int:
         return len(self._records)
@@ -167,7 +164,11 @@ class CocoKeypoints:
 
     # ------------------------------------------------------------------- masks
     def _masks(self, image_id: int) -> tuple:
-        """(person, ignore) masks as RLEs, computed once per image."""
+        """(person, ignore) masks as RLEs, computed once per image.
+
+        Compressed RLEs are small (~1 KB per mask for COCO), so caching every
+        image costs little memory and saves re-rasterising polygons each epoch.
+        """
         if image_id not in self._mask_cache:
             from pycocotools import mask as mask_utils
             person, ignore = _build_masks(self.coco, self.record(image_id), self._person_cats)
