@@ -1,0 +1,386 @@
+"""Models: IMHN, FasterPose, SimpleBaseline, presets, DepthToSpace, FLOP counting.
+
+Tiny models only (imhn_test: 1 stack, order 2, width 16, 64x64; MobileNetV2
+alpha 0.35 at 128x96); the paper-size IMHN is built once, in a slow test.
+"""
+import keras  # Keras 3 first (TF_STACK.md Q2); tf_keras is imported inside one test only
+import numpy as np
+import pytest
+from helpers import assert_keras_roundtrip
+
+from keras_pose.models import blocks, presets
+from keras_pose.models.configs import FasterPoseConfig, IMHNConfig, SimpleBaselineConfig
+from keras_pose.models.fasterpose import build_fasterpose, fasterpose_inference_model
+from keras_pose.models.flops import count_model
+from keras_pose.models.imhn import build_imhn, imhn_inference_model
+from keras_pose.models.simple_baseline import build_simple_baseline
+
+
+# ------------------------------------------------------------ analytic counts
+def _conv(k, cin, cout, bias=False):
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def _cba(k, cin, cout):  # conv (no bias) + BN gamma/beta
+    return _conv(k, cin, cout) + 2 * cout
+
+
+def _res(cin, cout):
+    m = cout // 2
+    return (_cba(1, cin, m) + _cba(3, m, m) + _cba(1, m, cout)
+            + (_cba(1, cin, cout) if cin != cout else 0))
+
+
+def imhn_trainable_params(c: IMHNConfig) -> int:
+    """Trainable parameters of an IMHN, layer by layer from spec simple_pose.md §3
+    (conv kernels, conv biases of the predictions, BN gamma/beta, SE dense)."""
+    w = c.width
+    stem = _cba(7, 3, w // 4) + _res(w // 4, w // 2) + _res(w // 2, w // 2)
+    stem += 6 * _cba(3, w // 2, w // 2) if c.dilated_stem else _res(w // 2, w)
+    ch = [w + c.growth * i for i in range(c.order + 1)]
+    hourglass = sum(_res(ch[i], ch[i]) + _res(ch[i], ch[i + 1]) + _res(ch[i + 1], ch[i])
+                    + _cba(3, ch[i], ch[i]) for i in range(c.order)) + _res(ch[-1], ch[-1])
+    fw, hid = c.feature_width, max(1, c.feature_width // c.se_reduction)
+    se = fw * hid + hid + hid * fw + fw
+    features = sum(_cba(3, cj, fw) + _cba(3, fw, fw) + se for cj in ch)
+    heads = len(ch) * _conv(1, fw, c.out_channels, bias=True)
+    merges = sum(_cba(1, c.out_channels, cj) + _cba(1, fw, cj) for cj in ch)
+    return stem + c.stacks * (hourglass + features + heads) + (c.stacks - 1) * merges
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _bn_channels(model):
+    return sum(l.gamma.shape[0] for l in model.layers
+               if isinstance(l, keras.layers.BatchNormalization))
+
+
+def _rgb(shape, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
+
+
+# ------------------------------------------------------------------- IMHN
+@pytest.fixture(scope="module")
+def imhn2():
+    """imhn_test with 2 stacks, so the cross-stack identity mappings are built."""
+    return build_imhn(presets.get_preset("imhn_test", stacks=2))
+
+
+def test_imhn_outputs_names_shapes_and_params(imhn2):
+    cfg = presets.get_preset("imhn_test", stacks=2)
+    assert imhn2.output_names == ["s0_x0", "s0_x1", "s0_x2", "s1_x0", "s1_x1", "s1_x2"]
+    ys = imhn2(_rgb((2, 64, 64, 3)))
+    assert [tuple(y.shape) for y in ys] == [(2, 16, 16, 50), (2, 8, 8, 50), (2, 4, 4, 50)] * 2
+    assert all(y.dtype == "float32" for y in ys)
+    # Trainable params follow the spec's layer list exactly; count_params adds the
+    # BN moving mean/variance (2 per BN channel).
+    assert _trainable(imhn2) == imhn_trainable_params(cfg) == 99_848
+    assert imhn2.count_params() == _trainable(imhn2) + 2 * _bn_channels(imhn2) == 102_592
+
+
+def test_imhn_layer_conventions(imhn2):
+    bns = [l for l in imhn2.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and all(l.momentum == 0.9 and l.epsilon == 1e-5 for l in bns)
+    leaky = [l for l in imhn2.layers if isinstance(l, keras.layers.LeakyReLU)]
+    assert leaky and all(abs(l.negative_slope - 0.01) < 1e-9 for l in leaky)
+    assert isinstance(imhn2.layers[1], keras.layers.Rescaling)
+    # Small init (§3.4): conv kernels N(0, 0.001^2) -> initial maps ~0.
+    k = imhn2.get_layer("s0_hg_l0_skip_b_conv").kernel.numpy()
+    assert 0.0005 < k.std() < 0.002
+    # Identity mappings: stack 1 adds the cache at its input and at all 3 scales.
+    for name in ["s1_input", "s1_id0", "s1_id1", "s1_id2"]:
+        assert isinstance(imhn2.get_layer(name), keras.layers.Add)
+
+
+def test_stem_conv_is_aligned_like_pytorch_symmetric_padding():
+    """The 7x7 stride-2 stem conv must pad 3 on every side (PyTorch), not TF 'same' (2/3)."""
+    model = build_imhn(presets.get_preset("imhn_test"))
+    layer = model.get_layer("stem_conv7_conv")
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(0, 0.1, layer.kernel.shape).astype("float32")
+    layer.set_weights([kernel])
+    sub = keras.Model(model.inputs[0], layer.output)
+    x = _rgb((1, 64, 64, 3), seed=2)
+    got = np.asarray(sub(x))
+    xp = np.pad(x / 255.0, ((0, 0), (3, 3), (3, 3), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (7, 7), axis=(1, 2))[:, ::2, ::2]
+    ref = np.einsum("bhwcyx,yxco->bhwo", win, kernel)  # window axes: (..., C, 7, 7)
+    assert got.shape == ref.shape == (1, 32, 32, 4)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    same = np.asarray(keras.ops.conv(x / 255.0, kernel, strides=2, padding="same"))
+    assert np.abs(same - ref).max() > 1e-2  # TF 'same' would be shifted by a pixel
+
+
+def test_imhn_inference_model(imhn2):
+    x = _rgb((2, 64, 64, 3), seed=3)
+    full = imhn2(x)
+    inf = imhn_inference_model(imhn2)
+    assert inf.output_shape == (None, 16, 16, 50)
+    np.testing.assert_allclose(np.asarray(inf(x)), np.asarray(full[3]), atol=1e-6)
+    # Only the layers the last finest output needs are kept.
+    names = {l.name for l in inf.layers}
+    assert "s1_x0" in names and "s1_x1" not in names and "s0_x0" in names
+    assert inf.count_params() < imhn2.count_params()
+    one = imhn_inference_model(imhn2, batch_size=1)
+    assert one.input_shape == (1, 64, 64, 3)
+    assert not any(isinstance(l, keras.Model) for l in one.layers)
+    np.testing.assert_allclose(np.asarray(one(x[:1])), np.asarray(full[3][:1]), atol=1e-6)
+
+
+def test_imhn_mixed_precision_outputs_stay_float32():
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build_imhn(IMHNConfig(stacks=1, width=8, growth=0, order=1,
+                                      feature_width=8, se_reduction=4, input_size=(32, 32)))
+    finally:
+        keras.config.set_dtype_policy(old)
+    assert model.get_layer("stem_conv7_conv").compute_dtype == "float16"
+    ys = model(_rgb((1, 32, 32, 3)))
+    assert [y.dtype for y in ys] == ["float32", "float32"]
+
+
+def test_imhn_config_validation():
+    with pytest.raises(ValueError, match="multiples of 64"):
+        IMHNConfig(input_size=(500, 512)).validate()
+    with pytest.raises(ValueError, match="width must be a multiple of 4"):
+        IMHNConfig(width=30).validate()
+    with pytest.raises(ValueError, match="growth"):
+        IMHNConfig(growth=3).validate()
+    cfg = IMHNConfig(order=2, input_size=(64, 32))
+    cfg.validate()
+    assert cfg.num_scales == 3 and cfg.output_sizes() == [(16, 8), (8, 4), (4, 2)]
+    assert IMHNConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_imhn_roundtrip(tmp_path):
+    model = build_imhn(presets.get_preset("imhn_test"))
+    assert_keras_roundtrip(model, _rgb((1, 64, 64, 3)), tmp_path)
+
+
+@pytest.mark.slow
+def test_paper_imhn_parameter_counts():
+    """The 4-stack 512 model has exactly the spec's analytic 128,998,760 trainable
+    params (spec §3.5: ~129.0 M; stem 1.01 M, 22.4 M hourglass + 8.9 M features +
+    0.06 M heads per stack, 0.79 M per merge). ``count_params()`` is larger by the
+    BN moving mean/variance (2 x 103,872 BN channels = 207,744), which are state,
+    not trainable weights, and which the spec's count excludes."""
+    cfg = presets.get_preset("imhn_4s_512")
+    assert imhn_trainable_params(cfg) == 128_998_760
+    model = build_imhn(cfg)
+    assert _trainable(model) == 128_998_760
+    assert model.count_params() == 129_206_504 == 128_998_760 + 2 * _bn_channels(model)
+    assert len(model.outputs) == 20
+    assert model.outputs[-1].shape == (None, 8, 8, 50)
+    # 3-stack 384 variant: the spec's ~96.8 M.
+    cfg3 = presets.get_preset("imhn_3s_384")
+    assert imhn_trainable_params(cfg3) == 96_802_590
+    model3 = build_imhn(cfg3)
+    assert _trainable(model3) == 96_802_590
+    assert [tuple(o.shape[1:3]) for o in model3.outputs[:5]] == [(96, 96), (48, 48), (24, 24),
+                                                                 (12, 12), (6, 6)]
+
+
+# ----------------------------------------------------------- DepthToSpace
+def test_depth_to_space_order_and_roundtrip(tmp_path):
+    r, c = 2, 3
+    x = np.arange(1 * 2 * 3 * c * r * r, dtype="float32").reshape(1, 2, 3, c * r * r)
+    layer = blocks.DepthToSpace(r)
+    y = np.asarray(layer(x))
+    assert y.shape == (1, 4, 6, c)
+    for i in range(r):
+        for j in range(r):  # TF DCR order: out[y*r+i, x*r+j, k] = in[y, x, (i*r+j)*C + k]
+            np.testing.assert_array_equal(y[:, i::r, j::r, :], x[..., (i * r + j) * c:(i * r + j + 1) * c])
+    assert_keras_roundtrip(blocks.DepthToSpace(4), _rgb((2, 3, 2, 32)), tmp_path)
+    with pytest.raises(ValueError, match="block_size"):
+        blocks.DepthToSpace(0)
+
+
+# --------------------------------------------------------------- top-down
+@pytest.fixture(scope="module")
+def fp_tiny():
+    return presets.from_preset("fasterpose_tiny")
+
+
+def test_fasterpose_tiny_head_prior_and_inference(fp_tiny):
+    cfg = presets.get_preset("fasterpose_tiny")
+    assert fp_tiny.output_shape == (None, 32, 24, 17) and cfg.output_size == (32, 24)
+    assert fp_tiny.get_layer("heatmaps").dtype_policy.compute_dtype == "float32"
+    assert not any(isinstance(l, keras.Model) for l in fp_tiny.layers)  # one flat graph
+    x = _rgb((2, 128, 96, 3), seed=4)
+    logits = np.asarray(fp_tiny(x))
+    # Tiny kernel init + bias -log((1-pi)/pi): every pixel starts at sigmoid ~ pi = 0.01.
+    np.testing.assert_allclose(logits.mean(), -np.log(99.0), atol=0.05)
+    inf = fasterpose_inference_model(fp_tiny)
+    assert inf.output_names == ["heatmaps_prob"]
+    np.testing.assert_allclose(np.asarray(inf(x)), 1 / (1 + np.exp(-logits)), atol=1e-6)
+    one = fasterpose_inference_model(fp_tiny, batch_size=1)
+    assert one.input_shape == (1, 128, 96, 3)
+
+
+def test_fasterpose_depth_to_space_head_matches_manual(fp_tiny):
+    """heatmaps = depth_to_space(head_conv(features), 8)."""
+    conv = fp_tiny.get_layer("head_conv")
+    conv.set_weights([np.random.default_rng(5).normal(0, 0.05, conv.kernel.shape), conv.bias.numpy()])
+    x = _rgb((1, 128, 96, 3), seed=6)
+    pre = np.asarray(keras.Model(fp_tiny.inputs[0], conv.output)(x))
+    assert pre.shape == (1, 4, 3, 17 * 64)
+    out = np.asarray(fp_tiny(x))
+    np.testing.assert_allclose(out[0, 8 * 2 + 3, 8 * 1 + 5], pre[0, 2, 1, (3 * 8 + 5) * 17:(3 * 8 + 6) * 17],
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("upscale,size", [(1, (4, 3)), (4, (16, 12))])
+def test_fasterpose_upscale(upscale, size):
+    model = build_fasterpose(presets.get_preset("fasterpose_tiny", upscale=upscale))
+    assert model.output_shape == (None, *size, 17)
+    assert (upscale == 1) == (not any(isinstance(l, blocks.DepthToSpace) for l in model.layers))
+
+
+def test_fasterpose_roundtrip(tmp_path, fp_tiny):
+    assert_keras_roundtrip(fp_tiny, _rgb((1, 128, 96, 3)), tmp_path, atol=1e-5)
+
+
+def test_simple_baseline_tiny():
+    model = presets.from_preset("simple_baseline_tiny")
+    assert model.output_shape == (None, 32, 24, 17)
+    assert not any(isinstance(l, keras.Model) for l in model.layers)
+    deconvs = [l for l in model.layers if isinstance(l, keras.layers.Conv2DTranspose)]
+    assert len(deconvs) == 3 and all(l.kernel_size == (4, 4) and l.strides == (2, 2)
+                                     and not l.use_bias and l.filters == 256 for l in deconvs)
+    # The backbone normalises inside the graph: MobileNetV2's x/127.5 - 1.
+    norm = model.get_layer("normalize")
+    x = _rgb((1, 128, 96, 3))
+    np.testing.assert_allclose(np.asarray(norm(x)), x / 127.5 - 1, atol=1e-5)
+
+
+def test_resnet_normalisation_equals_caffe_bgr(tmp_path):
+    """RGB input + Rescaling(offset=-mean_rgb) + flipped conv1 kernel == Keras' caffe
+    preprocessing (RGB->BGR, minus BGR mean) on the original weights."""
+    from keras_pose.models.backbones import backbone_features
+    ref = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
+    rng = np.random.default_rng(7)
+    conv1 = ref.get_layer("conv1_conv")
+    conv1.set_weights([rng.normal(0, 0.05, conv1.kernel.shape), conv1.bias.numpy()])
+    path = tmp_path / "r50.weights.h5"
+    ref.save_weights(path)
+    image = keras.Input((32, 32, 3))
+    ours = keras.Model(image, backbone_features(keras, image, "resnet50", weights=str(path)))
+    x = _rgb((1, 32, 32, 3), seed=8)
+    want = np.asarray(keras.Model(ref.inputs[0], conv1.output)(
+        keras.applications.resnet50.preprocess_input(x.copy())))
+    got = np.asarray(keras.Model(ours.inputs[0], ours.get_layer("conv1_conv").output)(x))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_topdown_config_validation():
+    with pytest.raises(ValueError, match="upscale"):
+        FasterPoseConfig(upscale=3).validate()
+    with pytest.raises(ValueError, match="backbone"):
+        SimpleBaselineConfig(backbone="vgg").validate()
+    with pytest.raises(ValueError, match="alpha applies to mobilenetv2"):
+        FasterPoseConfig(alpha=0.5).validate()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        FasterPoseConfig(input_size=(250, 192)).validate()
+
+
+# ------------------------------------------------------------ tf_keras twin
+def _randomize(model, rng):
+    """Replace init weights by O(1)-output values so the comparison means something."""
+    out = []
+    for w in model.weights:
+        s, p = tuple(w.shape), w.path
+        if "variance" in p or "gamma" in p:
+            out.append(rng.uniform(0.5, 1.5, s))
+        elif len(s) > 1:
+            out.append(rng.normal(0, 1 / np.sqrt(np.prod(s[:-1])), s))
+        else:
+            out.append(rng.normal(0, 0.1, s))
+    model.set_weights([v.astype("float32") for v in out])
+
+
+@pytest.mark.parametrize("preset,overrides", [("imhn_test", {"stacks": 2}), ("fasterpose_tiny", {})])
+def test_tf_keras_twin_matches(preset, overrides):
+    tf_keras = pytest.importorskip("tf_keras")
+    cfg = presets.get_preset(preset, **overrides)
+    m3 = presets.build_model(cfg)
+    m2 = presets.build_model(cfg, K=tf_keras)
+    assert [w.shape for w in m3.get_weights()] == [w.shape for w in m2.get_weights()]
+    assert [type(l).__name__ for l in m3.layers] == [type(l).__name__ for l in m2.layers]
+    _randomize(m3, np.random.default_rng(9))
+    m2.set_weights(m3.get_weights())
+    x = _rgb((2, *cfg.input_size, 3), seed=10)
+    a, b = m3(x), m2(x)
+    a, b = (a, b) if isinstance(a, list) else ([a], [b])
+    for u, v in zip(a, b):
+        u, v = np.asarray(u), np.asarray(v)
+        assert np.abs(u).max() > 0.1  # outputs are not trivially ~0
+        np.testing.assert_allclose(v, u, atol=1e-5)
+    assert blocks.depth_to_space_class(tf_keras) is blocks.depth_to_space_class(tf_keras)
+
+
+# ----------------------------------------------------------- presets, FLOPs
+PINNED = {  # preset: (count_params, trainable)
+    "imhn_test": (51_054, 49_734),
+    "imhn_tiny": (526_374, 520_566),
+    "imhn_mobile": (2_670_196, 2_650_516),
+    "fasterpose_tiny": (1_803_936, 1_789_856),
+    "simple_baseline_tiny": (7_757_681, 7_742_065),
+    "fasterpose_r50_256x192": (25_817_024, 25_763_904),
+    "simple_baseline_r50_256x192": (34_080_913, 34_026_257),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_preset_shapes_and_pinned_params(name):
+    cfg = presets.get_preset(name)
+    model = presets.from_preset(name)
+    h, w = cfg.input_size
+    assert model.input_shape == (None, h, w, 3)
+    if isinstance(cfg, IMHNConfig):
+        sizes = cfg.output_sizes() * cfg.stacks
+        assert model.output_names == cfg.output_names()
+        assert [tuple(o.shape) for o in model.outputs] == [(None, a, b, 50) for a, b in sizes]
+        assert _trainable(model) == imhn_trainable_params(cfg)
+    else:
+        assert model.output_shape == (None, *cfg.output_size, cfg.num_keypoints)
+    assert (model.count_params(), _trainable(model)) == PINNED[name]
+
+
+def test_list_and_get_presets():
+    names = presets.list_presets()
+    for n in ["imhn_4s_512", "imhn_3s_384", "fasterpose_r50_256x192", "fasterpose_r50_384x288",
+              "simple_baseline_r50_256x192", "imhn_mobile", "fasterpose_mnv2_256x192",
+              "simple_baseline_mnv2_256x192", "imhn_tiny", "imhn_test", "fasterpose_tiny",
+              "simple_baseline_tiny"]:
+        assert n in names
+        presets.get_preset(n).validate()
+    a = presets.get_preset("imhn_test")
+    a.stacks = 7
+    assert presets.get_preset("imhn_test").stacks == 1  # a copy
+    assert presets.get_preset("fasterpose_r50_384x288").output_size == (96, 72)
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.get_preset("nope")
+    with pytest.raises(ValueError, match="no field"):
+        presets.get_preset("imhn_test", depth=3)
+
+
+def test_flop_conventions_fasterpose_vs_simple_baseline():
+    """fasterpose.md §2.2: SB-R50 256x192 ~8.9 HRNet GFLOPs, FasterPose-R50 r=8 ~3.8,
+    ratio ~0.42 (the abstract's -58%). Keras' ResNet50 strides in the first 1x1 of
+    a block (torchvision: in the 3x3), so its backbone is ~0.2 GFLOPs cheaper."""
+    sb = count_model(presets.from_preset("simple_baseline_r50_256x192"))
+    fp = count_model(presets.from_preset("fasterpose_r50_256x192"))
+    assert 8.6 < sb["hrnet_gflops"] < 9.1
+    assert 3.5 < fp["hrnet_gflops"] < 3.9
+    assert 0.39 < fp["hrnet_gflops"] / sb["hrnet_gflops"] < 0.44
+    # The deconvolutions cost 4x less in true MACs than the convention says:
+    # 3 deconvs of 2048/256/256 -> 256 channels at 8x6/16x12/32x24 inputs.
+    deconv_true = 16 * 256 * (2048 * 48 + 256 * 192 + 256 * 768)
+    head_sb = deconv_true + 256 * 17 * 64 * 48
+    head_fp = 2048 * 17 * 64 * 48
+    assert sb["macs"] - fp["macs"] == head_sb - head_fp
+    assert sb["hrnet_gflops"] * 1024 ** 3 - sb["macs"] == pytest.approx(3 * deconv_true, abs=1024 ** 3 * 1e-4)
+    assert sb["output_shapes"] == fp["output_shapes"] == [[64, 48, 17]]
