@@ -96,16 +96,20 @@ def test_visibility_follows_the_label_map():
     colour; v=1: something drawn later (nearer) covers it; v=0: outside or a face
     point turned away."""
     clean = syn.get_preset("clean")
-    counts = {"v2": 0, "v1_other": 0, "v1_self": 0, "out": 0, "face": 0}
+    counts = {"v2": 0, "v1_other": 0, "v1_self": 0, "out": 0, "face": 0, "dropped": 0}
     for img, anns, info in _scenes(25, clean, (128, 112)):
         lab, parts, colours = info["labels"], info["parts"], info["colours"]
         h, w = lab.shape
         for fi, f in enumerate(info["figures"]):
-            if f["annotation"] is None:
-                continue
-            kp = np.asarray(anns[f["annotation"]]["keypoints"], float).reshape(17, 3)
             proj = rnd.pixel_of(np.round(f["xy"], 2))
             inside = (proj[:, 0] >= 0) & (proj[:, 0] < w) & (proj[:, 1] >= 0) & (proj[:, 1] < h)
+            if f["annotation"] is None:   # only crowd members and hidden figures lack one
+                seen = [int(lab[j, i]) in f["owners"][k] and f["face_visible"][k]
+                        for k, (i, j) in enumerate(proj) if inside[k]]
+                assert f["crowd"] or not any(seen)
+                counts["dropped"] += int(not f["crowd"])
+                continue
+            kp = np.asarray(anns[f["annotation"]]["keypoints"], float).reshape(17, 3)
             for k in range(17):
                 x, y, v = kp[k]
                 if f["unannotated"]:

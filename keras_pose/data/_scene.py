@@ -85,7 +85,11 @@ def sample_figures(rng, h, w, cfg):
 
 
 def annotation(lab, f, h, w, cfg):
-    """COCO annotation dict of one drawn figure, or None when too little of it shows."""
+    """COCO annotation dict of one drawn figure, or None when too little of it shows.
+
+    A figure is dropped only when fewer than ``cfg.min_area`` of its pixels show
+    *and* none of its joints is visible, so every visible joint is annotated.
+    """
     start, end = f["labels"]
     x0, y0 = np.maximum(np.floor(f["off"] + f["lo"]).astype(int), 0)
     x1, y1 = np.minimum(np.ceil(f["off"] + f["hi"]).astype(int) + 1, (w, h))
@@ -94,18 +98,19 @@ def annotation(lab, f, h, w, cfg):
     crop = lab[y0:y1, x0:x1]
     mask = (crop >= start) & (crop < end)
     area = int(mask.sum())
-    if area < cfg.min_area:
-        return None
-    ys, xs = np.nonzero(mask)
     kps = np.zeros((fig_mod.K, 3))
-    if not f["unannotated"]:
-        xy = np.round(f["xy"], 2)
-        px = rnd.pixel_of(xy)
-        for k in range(fig_mod.K):
-            (i, j) = px[k]
-            if not (0 <= i < w and 0 <= j < h) or not f["face_visible"][k]:
-                continue
-            kps[k] = (xy[k, 0], xy[k, 1], 2 if int(lab[j, i]) in f["owners"][k] else 1)
+    xy = np.round(f["xy"], 2)
+    px = rnd.pixel_of(xy)
+    for k in range(fig_mod.K):
+        (i, j) = px[k]
+        if not (0 <= i < w and 0 <= j < h) or not f["face_visible"][k]:
+            continue
+        kps[k] = (xy[k, 0], xy[k, 1], 2 if int(lab[j, i]) in f["owners"][k] else 1)
+    if area == 0 or (area < cfg.min_area and not (kps[:, 2] == 2).any()):
+        return None
+    if f["unannotated"]:
+        kps[:] = 0
+    ys, xs = np.nonzero(mask)
     return {
         "keypoints": [round(float(v), 2) if c < 2 else int(v)
                       for row in kps for c, v in enumerate(row)],
