@@ -75,6 +75,21 @@ def decode_to_original(codec, maps, affine, content_hw) -> Poses:
     return poses.transform(invert_affine(affine))
 
 
+def _dynamic_clone(model):
+    """A copy of a fixed-size functional model on a (None, None, 3) input, weights shared by value."""
+    import keras
+
+    inp = keras.Input(shape=(None, None, 3), name=model.inputs[0].name)
+    try:
+        clone = keras.models.clone_model(model, input_tensors=inp)
+    except Exception as e:  # subclassed models or layers tied to the input size
+        raise ValueError(f"model {model.name!r} has a fixed {tuple(model.inputs[0].shape[1:3])} "
+                         f"input and cannot be re-built for other sizes ({e}); "
+                         "leave input_height and scales at their defaults") from None
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 class PosePredictor:
     """Bottom-up poses for images, in original image pixels.
 
@@ -82,11 +97,13 @@ class PosePredictor:
         model: a Keras bottom-up model, either a training model (a list of
             stacks x scales outputs: the last stack's finest one is used) or an
             inference model with one (B, H/s, W/s, C) output. Input: float32
-            RGB 0..255, (B, H, W, 3); a model with a fixed H x W gets
-            ``letterbox_to`` that size, otherwise ``letterbox`` by height.
+            RGB 0..255, (B, H, W, 3). A model with a fixed H x W runs at that
+            size (``letterbox_to``) unless ``input_height`` or several scales
+            are given: then it is cloned onto a (None, None) input (it must be
+            fully convolutional) and gets the ``letterbox`` by height.
         codec: the BodyPartsCodec that decodes the maps (default: the paper's).
-        input_height: letterbox height at scale 1.0 (default 640, the authors'
-            boxsize; a fixed-size model's own height).
+        input_height: letterbox height at scale 1.0 (default: 640, the
+            authors' boxsize; a fixed-size model's own size).
         scales: multipliers of ``input_height``, averaged (§5.2 step 9).
         flip: also run the mirrored image and fuse (§5.2 step 6).
         multiple: pad to multiples of this (64: the coarsest output is /64).
@@ -110,11 +127,11 @@ class PosePredictor:
         self.flip = bool(flip)
         self.multiple, self.pad_value = int(multiple), int(pad_value)
         self.batch_size = max(1, int(batch_size))
-        self._setup_model(model)
+        # A fixed-size model runs at its own size (letterbox_to) unless a height
+        # or several scales are asked for: then a fully convolutional copy on a
+        # (None, None) input takes the authors' height letterbox.
+        self._setup_model(model, want_dynamic=input_height is not None or self.scales != (1.0,))
         if self.fixed_size is not None:
-            if self.scales != (1.0,):
-                raise ValueError(f"a model with a fixed {self.fixed_size} input takes one scale, "
-                                 f"got scales={self.scales}")
             self.input_height = self.fixed_size[0]
         else:
             self.input_height = int(input_height or 640)
@@ -122,12 +139,18 @@ class PosePredictor:
             raise ValueError(f"input_height must be positive, got {input_height}")
 
     # ------------------------------------------------------------------ model
-    def _setup_model(self, model):
+    def _setup_model(self, model, want_dynamic: bool):
         import keras
 
-        self.model = model
-        if not getattr(model, "outputs", None):
+        if not getattr(model, "outputs", None) or not getattr(model, "inputs", None):
             raise ValueError("PosePredictor needs a functional Keras model (with .inputs/.outputs)")
+        shape = tuple(model.inputs[0].shape)
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(f"expected an NHWC RGB image input, got input shape {shape}")
+        if want_dynamic and None not in shape[1:3]:
+            model = _dynamic_clone(model)
+            shape = tuple(model.inputs[0].shape)
+        self.model = model
         idx = _finest_last_stack(model, int(self.codec.config.num_scales))
         out = model.outputs[idx]
         channels = out.shape[-1]
@@ -138,9 +161,6 @@ class PosePredictor:
                 "keras_pose.inference.TopDownPredictor")
         # A sub-model with only the needed output: predict returns one array.
         self.net = model if len(model.outputs) == 1 else keras.Model(model.inputs, out)
-        shape = tuple(model.inputs[0].shape)
-        if len(shape) != 4 or shape[-1] != 3:
-            raise ValueError(f"expected an NHWC RGB image input, got input shape {shape}")
         self.fixed_batch = shape[0]
         self.fixed_size = (int(shape[1]), int(shape[2])) if None not in shape[1:3] else None
 
