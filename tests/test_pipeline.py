@@ -201,6 +201,10 @@ def test_broken_images_are_skipped_and_counted(tmp_path, coco_sample_dir, codec,
     assert not ok and not ok2 and loader.num_bad == 2
     assert "skipping sample 0" in caplog.text and str(path.name) in caplog.text
     assert img.shape == (SIZE, SIZE, 3) and [t.shape for t in ts] == loader.target_shapes
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="keras_pose.data.pipeline"):
+        assert not loader.load(1, 0)[0]          # next epoch: counted, not logged again
+    assert loader.num_bad == 3 and loader.bad_indices == {0, 1} and caplog.text == ""
 
 
 def test_dataset_filters_bad_samples(tf, tmp_path, coco_sample_dir, codec):

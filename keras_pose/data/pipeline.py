@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import cv2
 import numpy as np
 
 from keras_pose.data.transforms import (AugmentConfig, AugmentParams, apply_affine_to_sample,
@@ -60,7 +61,8 @@ class BottomUpLoader:
         self.samples = list(source.samples(input_height=h))
         if not self.samples:
             raise ValueError(f"{source!r} has no training samples (no main persons)")
-        self.num_bad = 0
+        self.num_bad = 0           # skipped loads (a bad image counts once per load)
+        self.bad_indices: set = set()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -85,8 +87,9 @@ class BottomUpLoader:
     def load(self, epoch: int, index: int):
         """One sample -> (ok, image (H, W, 3) uint8 RGB, [t_j (h_j, w_j, C + 1) float32]).
 
-        A sample whose image cannot be read is reported with ok = False and zero
-        arrays (the dataset filters it out), and counted in ``num_bad``.
+        A sample whose image cannot be read (missing, empty, corrupt, or not the
+        size the annotations give) is reported with ok = False and zero arrays
+        (the dataset filters it out), counted in ``num_bad`` and logged once.
         """
         s = self.samples[int(index)]
         try:
@@ -94,11 +97,15 @@ class BottomUpLoader:
             if image.shape[:2] != (s.height, s.width):
                 raise ImageReadError(f"{s.path}: image is {image.shape[1]}x{image.shape[0]} but the "
                                      f"annotations say {s.width}x{s.height}")
-        except ImageReadError as e:
+        except (ImageReadError, cv2.error) as e:
             with self._lock:
                 self.num_bad += 1
+                first = int(index) not in self.bad_indices
+                self.bad_indices.add(int(index))
                 n = self.num_bad
-            log.warning("skipping sample %d (bad image, %d so far): %s", int(index), n, e)
+            # once per sample; later epochs only count it
+            (log.warning if first else log.debug)(
+                "skipping sample %d (bad image, %d skips so far): %s", int(index), n, e)
             return False, np.zeros(self.input_size + (3,), np.uint8), \
                 [np.zeros(t, np.float32) for t in self.target_shapes]
         rng = self._rng(epoch, index)
