@@ -218,10 +218,12 @@ def _put_limbs(out: np.ndarray, xy: np.ndarray, labelled: np.ndarray, spec, cfg)
     count = _scratch_count(h * w * num_limbs)
     cidx = cell * num_limbs + k_idx[pair]
     # an array of ones, not the scalar 1: only same-dtype arrays take ufunc.at's fast path
-    np.add.at(count, cidx, np.ones(total, np.float32))
-    # repeated indices write the same quotient
-    flat[idx] = flat[idx] / count[cidx]
-    count[cidx] = 0                                    # leave the scratch zeroed
+    try:
+        np.add.at(count, cidx, np.ones(total, np.float32))
+        # repeated indices write the same quotient
+        flat[idx] = flat[idx] / count[cidx]
+    finally:
+        count[cidx] = 0                                # leave the scratch zeroed
 
 
 _local = threading.local()
