@@ -23,6 +23,7 @@ setup(
         "pycocotools==2.0.11",
         "absl-py>=1.0",
         "tqdm>=4.60",
+        "tensorboard>=2.19",  # TF 2.21 no longer pulls it in; training logs need it
     ],
     extras_require={
         "dev": ["pytest>=7", "pytest-timeout>=2.1", "matplotlib>=3.7"],

@@ -1,0 +1,86 @@
+"""Training callbacks: NaN guard, time budget, LR logging, periodic COCO AP."""
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the last good checkpoint is left untouched."""
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Abort at the first non-finite batch loss.
+
+    Raising (instead of ``stop_training``, as ``TerminateOnNaN`` does) skips the
+    epoch-end hooks, so ``BackupAndRestore``/checkpoints never write the
+    poisoned weights: the last good checkpoint survives for a restart.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}; "
+                "training stopped, the last good checkpoint is kept (lower --lr or try --loss l2)")
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after ``seconds`` of training (checked after every batch)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.start = None
+        self.stopped_early = False
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.seconds > 0 and time.monotonic() - self.start > self.seconds:
+            self.model.stop_training = True
+            self.stopped_early = True
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the current learning rate to the epoch logs (TensorBoard, history)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            opt = self.model.optimizer
+            lr = opt.learning_rate
+            logs["lr"] = float(np.asarray(lr(opt.iterations) if callable(lr) else lr))
+
+
+class CocoEvalCallback(keras.callbacks.Callback):
+    """Every ``every`` epochs, run ``evaluate_fn(model) -> stats`` and log AP/AR.
+
+    Placed before the TensorBoard callback so ``val_AP`` reaches its logs.
+    """
+
+    def __init__(self, evaluate_fn, every: int, total_epochs: int):
+        super().__init__()
+        self.evaluate_fn = evaluate_fn
+        self.every = int(every)
+        self.total_epochs = int(total_epochs)
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every <= 0 or (epoch + 1) % self.every or epoch + 1 == self.total_epochs:
+            return
+        stats = self.evaluate_fn(self.model)
+        self.history.append({"epoch": epoch + 1, **stats})
+        if logs is not None:
+            logs["val_AP"] = stats.get("AP", 0.0)
+            logs["val_AR"] = stats.get("AR", 0.0)

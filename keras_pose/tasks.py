@@ -1,0 +1,137 @@
+"""Task adapters: what differs between bottom-up and top-down training.
+
+A task knows, from the model config, its codec, its training source and
+``tf.data`` pipeline, its compiled losses and its evaluator. ``train_lib`` and
+``training/evaluate.py`` only talk to this interface, so the model code stays
+free of losses and the loss free of data (ARCHITECTURE.md seam 4).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from keras_pose.losses import DEFAULT_SCALE_WEIGHTS
+
+
+class BottomUpTask:
+    """Simple Pose: IMHN + BodyPartsCodec + focal L2 over stacks x scales."""
+
+    name = "bottom_up"
+
+    def __init__(self, model_cfg):
+        from keras_pose.codecs import BodyPartsCodec
+
+        self.model_cfg = model_cfg
+        self.input_size = tuple(model_cfg.input_size)
+        self.codec = BodyPartsCodec(num_scales=model_cfg.num_scales)
+
+    def source(self, annotations, images_dir, main_min_area=None):
+        from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
+        return CocoKeypoints(annotations, images_dir,
+                             MIN_MAIN_AREA if main_min_area is None else main_min_area)
+
+    def dataset(self, source, config, start_index: int = 0):
+        from keras_pose.data.pipeline import bottom_up_dataset
+
+        stacks = self.model_cfg.stacks
+        ds = bottom_up_dataset(source, self.codec, self.input_size, config.batch_size,
+                               augment=True, shuffle=True, deterministic=config.deterministic,
+                               seed=config.seed, start_index=start_index)
+        # The pipeline yields one target per scale; every stack is supervised (§3.4).
+        ds = ds.map(lambda x, y: (x, tuple(y) * stacks))
+        return _poison(ds, config) if config.debug_nan_at_step >= 0 else ds
+
+    def losses(self, name, model):
+        from keras_pose.losses import bottom_up_loss_weights, get_loss
+
+        n = len(model.outputs)
+        weights = bottom_up_loss_weights(self.model_cfg.stacks,
+                                         DEFAULT_SCALE_WEIGHTS[:self.model_cfg.num_scales])
+        return [get_loss(name)] * n, weights
+
+    def evaluator(self, annotations, images_dir, config):
+        def evaluate(model, verbose=False):
+            from keras_pose.evaluation.bottom_up import evaluate_bottom_up
+
+            _, stats = evaluate_bottom_up(model, self.codec, annotations, images_dir,
+                                          flip=config.eval_flip, max_images=config.eval_max_images,
+                                          progress=verbose, print_table=verbose)
+            return stats
+        return evaluate
+
+
+class TopDownTask:
+    """FasterPose / SimpleBaseline: person crops + HeatmapCodec + RCE or MSE."""
+
+    name = "top_down"
+
+    def __init__(self, model_cfg):
+        from keras_pose.codecs import HeatmapCodec, HeatmapCodecConfig
+
+        self.model_cfg = model_cfg
+        self.input_size = tuple(model_cfg.input_size)
+        self.codec = HeatmapCodec(HeatmapCodecConfig(input_size=self.input_size,
+                                                     heatmap_size=tuple(model_cfg.output_size)))
+
+    def source(self, annotations, images_dir, main_min_area=None):
+        from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
+        return CocoKeypoints(annotations, images_dir,
+                             MIN_MAIN_AREA if main_min_area is None else main_min_area)
+
+    def dataset(self, source, config, start_index: int = 0):
+        from keras_pose.data.topdown_pipeline import topdown_dataset
+
+        ds = topdown_dataset(source, self.codec, config.batch_size, training=True,
+                             deterministic=config.deterministic, seed=config.seed,
+                             start_index=start_index)
+        return _poison(ds, config) if config.debug_nan_at_step >= 0 else ds
+
+    def losses(self, name, model):
+        from keras_pose.losses import get_loss
+        return get_loss(name), None
+
+    def inference_model(self, model):
+        from keras_pose.models.configs import FasterPoseConfig
+        from keras_pose.models.fasterpose import fasterpose_inference_model
+
+        return fasterpose_inference_model(model) if isinstance(self.model_cfg, FasterPoseConfig) \
+            else model
+
+    def evaluator(self, annotations, images_dir, config, boxes="gt"):
+        def evaluate(model, verbose=False):
+            from keras_pose.evaluation.coco_eval import print_stats
+            from keras_pose.evaluation.topdown import evaluate_topdown
+
+            _, stats = evaluate_topdown(self.inference_model(model), self.codec, annotations,
+                                        images_dir, boxes=boxes, flip=config.eval_flip,
+                                        max_images=config.eval_max_images, progress=verbose)
+            if verbose:
+                print_stats(stats)
+            return stats
+        return evaluate
+
+
+def get_task(name: str, model_cfg):
+    from keras_pose.models.configs import IMHNConfig
+
+    if name == "bottom_up":
+        if not isinstance(model_cfg, IMHNConfig):
+            raise ValueError(f"task bottom_up needs an IMHN preset, got {type(model_cfg).__name__}")
+        return BottomUpTask(model_cfg)
+    if name == "top_down":
+        if isinstance(model_cfg, IMHNConfig):
+            raise ValueError("task top_down needs a fasterpose_* or simple_baseline_* preset")
+        return TopDownTask(model_cfg)
+    raise ValueError(f"unknown task {name!r}")
+
+
+def _poison(ds, config):
+    """Tests: make the batch of global step ``debug_nan_at_step`` NaN (NaN guard check)."""
+    import tensorflow as tf
+
+    bad = int(config.debug_nan_at_step)
+
+    def maybe(i, xy):
+        x, y = xy
+        x = tf.cond(tf.equal(i, bad), lambda: x * np.float32("nan"), lambda: x)
+        return x, y
+    return ds.enumerate().map(maybe)

@@ -1,0 +1,278 @@
+"""The training run behind ``training/train.py`` (both tasks).
+
+run(config):
+  1. strategy and precision (first: logical CPU devices must precede any TF op);
+  2. data: the synthetic set (generated once into ``data_dir``) or COCO on disk;
+  3. model, optimizer (recipe of ``TrainConfig.resolved``), losses, compiled in
+     the strategy scope; ``--init_from`` weights for the L2 -> focal recipe;
+  4. ``fit`` with BackupAndRestore (resume after a kill with optimizer state,
+     epoch and schedule intact), per-epoch checkpoints, NaN guard, time budget,
+     LR logging, periodic AP and TensorBoard;
+  5. products: ``model.keras``, ``config.json``, ``metrics.json``, the AP table,
+     and for the quickstart an int8 TFLite export and an annotated picture.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import time
+
+from keras_pose.train_config import TrainConfig
+
+log = logging.getLogger("keras_pose.train")
+
+
+@dataclasses.dataclass
+class DataPaths:
+    train_annotations: str
+    train_images: str
+    val_annotations: str | None
+    val_images: str | None
+
+
+def prepare_data(config: TrainConfig, image_size) -> DataPaths:
+    """Resolve (and for the synthetic set, generate once) the train/val files."""
+    if config.dataset == "synthetic":
+        root = config.data_dir
+        train_ann = os.path.join(root, "annotations", "person_keypoints_train.json")
+        val_ann = os.path.join(root, "annotations", "person_keypoints_val.json")
+        stamp = os.path.join(root, "generated.json")
+        want = {"num_train": config.synthetic_train_images, "num_val": config.synthetic_val_images,
+                "seed": config.synthetic_seed, "image_size": list(image_size),
+                "preset": config.synthetic_preset}
+        have = None
+        if os.path.isfile(stamp):
+            with open(stamp, encoding="utf-8") as f:
+                have = json.load(f)
+        if have != want or not (os.path.isfile(train_ann) and os.path.isfile(val_ann)):
+            from keras_pose.data import synthetic
+            print(f"Generating the synthetic dataset in {root} "
+                  f"({want['num_train']} train + {want['num_val']} val images) ...", flush=True)
+            synthetic.generate_dataset(root, num_train=want["num_train"], num_val=want["num_val"],
+                                       seed=want["seed"], image_size=tuple(image_size),
+                                       config=config.synthetic_preset)
+            with open(stamp, "w", encoding="utf-8") as f:
+                json.dump(want, f)
+        return DataPaths(train_ann, os.path.join(root, "train"), val_ann, os.path.join(root, "val"))
+    if config.coco_dir:
+        d = config.coco_dir
+        return DataPaths(os.path.join(d, "annotations", "person_keypoints_train2017.json"),
+                         os.path.join(d, "train2017"),
+                         os.path.join(d, "annotations", "person_keypoints_val2017.json"),
+                         os.path.join(d, "val2017"))
+    return DataPaths(config.annotations, config.images_dir,
+                     config.val_annotations, config.val_images_dir)
+
+
+def _check_paths(paths: DataPaths) -> None:
+    for p in (paths.train_annotations, paths.train_images):
+        if not p or not os.path.exists(p):
+            raise FileNotFoundError(f"{p}: not found (check --coco_dir / --images_dir / --annotations)")
+
+
+def _backup_epoch(backup_dir: str) -> int:
+    """Epochs already completed by an interrupted run (BackupAndRestore metadata)."""
+    meta = os.path.join(backup_dir, "training_metadata.json")
+    if os.path.isfile(meta):
+        with open(meta, encoding="utf-8") as f:
+            return int(json.load(f).get("epoch", 0))
+    return 0
+
+
+def _supports(fn, name: str) -> bool:
+    return name in inspect.signature(fn).parameters
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int, replicas: int):
+    import keras
+
+    from keras_pose.schedules import WarmupStepSchedule
+
+    schedule = WarmupStepSchedule(
+        base_lr=config.lr * replicas, steps_per_epoch=steps_per_epoch,
+        warmup_epochs=config.warmup_epochs or 0.0, decay_every=config.lr_decay_every,
+        factor=config.lr_decay_factor, boundaries=config.lr_boundaries or ())
+    wd = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=config.momentum, weight_decay=wd)
+    return keras.optimizers.Adam(schedule, weight_decay=wd) if not wd else \
+        keras.optimizers.AdamW(schedule, weight_decay=wd)
+
+
+def run(config: TrainConfig, verbose: int = 1) -> dict:
+    """Train (or resume) one run; returns a summary dict (also in metrics.json)."""
+    config = config.resolved()
+    from keras_pose import distribute
+
+    strategy = distribute.make_strategy(config.strategy, config.cpu_replicas)
+    import keras
+    import tensorflow as tf
+
+    from keras_pose import tasks
+    from keras_pose.callbacks import (CocoEvalCallback, LearningRateLogger, NanGuard,
+                                      TimeBudget)
+    from keras_pose.models import presets
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = distribute.set_precision(config.mixed_precision)
+    chief = distribute.is_chief()
+    os.makedirs(config.model_dir, exist_ok=True)
+    if chief:
+        config.save(os.path.join(config.model_dir, "config.json"))
+
+    model_cfg = presets.get_preset(config.preset)
+    task = tasks.get_task(config.task, model_cfg)
+    paths = prepare_data(config, task.input_size)
+    _check_paths(paths)
+
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch_size {config.batch_size} is not divisible by {replicas} replicas")
+    # The synthetic images are generated at the model's input size, so the
+    # main-person area rule (32*32 px at COCO's ~512 px scale) shrinks with it.
+    min_area = (32 * 32 * (task.input_size[0] / 512) ** 2) if config.dataset == "synthetic" else None
+    source = task.source(paths.train_annotations, paths.train_images, min_area)
+    steps = config.steps_per_epoch or max(1, len(source) // config.batch_size)
+    backup_dir = os.path.join(config.model_dir, "backup")
+    start_epoch = _backup_epoch(backup_dir)
+    train_ds = task.dataset(source, config, start_index=start_epoch * steps * config.batch_size)
+
+    with strategy.scope():
+        model = presets.from_preset(config.preset)
+        if config.init_from:
+            _load_initial_weights(model, config.init_from)
+        optimizer = make_optimizer(config, steps, replicas)
+        losses, weights = task.losses(config.loss, model)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
+
+    eval_fn = task.evaluator(paths.val_annotations, paths.val_images, config) \
+        if paths.val_annotations and os.path.isfile(paths.val_annotations) else None
+    budget = TimeBudget(config.time_budget_s)
+    eval_cb = CocoEvalCallback(eval_fn, config.eval_every, config.epochs) if eval_fn else None
+    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), NanGuard(), budget,
+                 LearningRateLogger()]
+    if eval_cb:
+        callbacks.append(eval_cb)
+    if chief:
+        ckpt_dir = os.path.join(config.model_dir, "checkpoints")
+        os.makedirs(ckpt_dir, exist_ok=True)
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"),
+                                            save_weights_only=True),
+            keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), update_freq="epoch"),
+            keras.callbacks.CSVLogger(os.path.join(config.model_dir, "history.csv"), append=True),
+        ]
+    if start_epoch:
+        print(f"Resuming {config.model_dir} from epoch {start_epoch}", flush=True)
+    t0 = time.monotonic()
+    history = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
+    train_s = time.monotonic() - t0
+    epochs_run = len(history.history.get("loss", []))
+
+    summary = {"preset": config.preset, "task": config.task, "policy": policy,
+               "replicas": replicas, "steps_per_epoch": steps,
+               "epochs_completed": start_epoch + epochs_run,
+               "train_seconds": round(train_s, 1), "stopped_by_time_budget": budget.stopped_early,
+               "final_loss": float(history.history["loss"][-1]) if epochs_run else None,
+               "eval_history": eval_cb.history if eval_cb else []}
+    if chief:
+        model.save(os.path.join(config.model_dir, "model.keras"))
+        if eval_fn:
+            stats = eval_fn(model, verbose=True)
+            summary["val"] = stats
+        with open(os.path.join(config.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+    return {"model": model, "summary": summary}
+
+
+def _load_initial_weights(model, path: str) -> None:
+    """Start from another run's weights (``--init_from``): .keras, .weights.h5 or a model_dir."""
+    import keras
+
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: --init_from checkpoint not found")
+    if path.endswith(".keras"):
+        src = keras.saving.load_model(path, compile=False)
+        model.set_weights(src.get_weights())
+    else:
+        model.load_weights(path)
+    print(f"Initialised weights from {path}", flush=True)
+
+
+def products(config: TrainConfig, model, val_images: str | None, input_size) -> dict:
+    """Quickstart extras: int8 TFLite export (validated) and an annotated picture."""
+    import cv2
+
+    out = {}
+    if not val_images or not os.path.isdir(val_images):
+        return out
+    files = sorted(f for f in os.listdir(val_images) if f.lower().endswith((".jpg", ".png")))
+    if not files:
+        return out
+    tflite_dir = os.path.join(config.model_dir, "tflite_int8")
+    runner = None
+    if config.export_int8:
+        from keras_pose import export_lib
+        from keras_pose.inference.tflite_runner import TFLiteRunner
+
+        calib = export_lib.calibration_images(val_images, 32, tuple(input_size), seed=config.seed)
+        side = export_lib.export_tflite(model, tflite_dir, quantize="int8", calibration=calib,
+                                        config=config.to_dict())
+        out["tflite_int8"] = {"path": os.path.join(tflite_dir, "model.tflite"),
+                              "size_bytes": side.get("size_bytes"),
+                              "validation": side.get("validation")}
+        runner = TFLiteRunner(os.path.join(tflite_dir, "model.tflite"))
+    if config.demo_image:
+        from keras_pose.inference.preprocess import load_image
+        from keras_pose.visualize import draw_poses
+
+        image = load_image(os.path.join(val_images, files[0]))
+        if runner is not None:
+            poses = runner(image)
+        else:
+            from keras_pose.inference.predictor import PosePredictor
+            poses = PosePredictor(model).predict(image)
+        canvas = draw_poses(image, poses, ids=list(range(len(poses))))
+        big = cv2.resize(canvas, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST) \
+            if max(canvas.shape[:2]) < 320 else canvas
+        path = os.path.join(config.model_dir, "demo.png")
+        cv2.imwrite(path, cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+        out["demo_image"] = path
+    return out
+
+
+def main(config: TrainConfig) -> dict:
+    """``training/train.py``: train, evaluate, and (chief only) write the products."""
+    from keras_pose.callbacks import TrainingDiverged
+
+    t0 = time.monotonic()
+    try:
+        result = run(config)
+    except TrainingDiverged as e:
+        raise SystemExit(f"error: {e}") from None
+    summary, model = result["summary"], result["model"]
+    from keras_pose import distribute
+
+    if distribute.is_chief():
+        cfg = config.resolved()
+        from keras_pose.models import presets
+        input_size = presets.get_preset(cfg.preset).input_size
+        paths = prepare_data(cfg, input_size)
+        if cfg.task == "bottom_up":
+            summary.update(products(cfg, model, paths.val_images, input_size))
+        summary["total_seconds"] = round(time.monotonic() - t0, 1)
+        with open(os.path.join(cfg.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2, default=str)
+        val = summary.get("val", {})
+        print(f"\nDone in {summary['total_seconds']} s: {summary['epochs_completed']} epochs x "
+              f"{summary['steps_per_epoch']} steps; val AP {val.get('AP', float('nan')):.3f}; "
+              f"products in {cfg.model_dir}", flush=True)
+    return summary
