@@ -97,7 +97,7 @@ class Angles:
     head_yaw: float = 0.0
     head_pitch: float = 0.0
     arm_elev: tuple = (10.0, 10.0)  # 0 = hanging, 90 = horizontal, 180 = overhead
-    arm_azim: tuple = (20.0, 20.0)  # 0 = sideways out, 90 = forward, >90 = across the body, <0 = back
+    arm_azim: tuple = (20.0, 20.0)  # 0 = out sideways, 90 = forward, >90 = across, <0 = back
     elbow: tuple = (10.0, 10.0)     # flexion
     elbow_roll: tuple = (0.0, 0.0)  # plane of the elbow bend about the upper arm
     hip_flex: tuple = (0.0, 0.0)    # + = thigh forward
@@ -367,7 +367,8 @@ def figure_units(pts, extra, face_vis, body: Body, scale: float, offset) -> tupl
         for dz in (-0.06, 0.06):
             corners.append(P(pts[KP[name]] + s * lat * out * body.build + fwd * dz * body.build))
     corners.append(P(extra["neck"]))
-    units.append(Unit(float(np.mean(z[[5, 6, 11, 12]])), [(PART["torso"], "poly", np.array(corners))]))
+    trunk_depth = float(np.mean(z[[5, 6, 11, 12]]))
+    units.append(Unit(trunk_depth, [(PART["torso"], "poly", np.array(corners))]))
     # Head unit: neck, skull, then the face points that face the camera.
     hc = P(extra["head_c"])
     up = extra["head_up"][:2]
@@ -384,9 +385,11 @@ def figure_units(pts, extra, face_vis, body: Body, scale: float, offset) -> tupl
         j = lambda n: KP[f"{side}_{n}"]  # noqa: E731
         pk = lambda n: PART[f"{side}_{n}"]  # noqa: E731
         upper = Unit(float(z[[j("shoulder"), j("elbow")]].mean()) + 0.02,
-                     [(pk("upper_arm"), "capsule", (xy[j("shoulder")], xy[j("elbow")], w(0.05), w(0.04)))])
+                     [(pk("upper_arm"), "capsule",
+                       (xy[j("shoulder")], xy[j("elbow")], w(0.05), w(0.04)))])
         lower = Unit(float(z[[j("elbow"), j("wrist")]].mean()) + 0.02,
-                     [(pk("forearm"), "capsule", (xy[j("elbow")], xy[j("wrist")], w(0.04), w(0.031))),
+                     [(pk("forearm"), "capsule",
+                       (xy[j("elbow")], xy[j("wrist")], w(0.04), w(0.031))),
                       (pk("hand"), "disc", (P(extra[f"{side}_hand"]), w(0.024))),
                       (pk("wrist_mark"), "disc", (xy[j("wrist")], w(0.014)))])
         elbow = Unit(max(upper.depth, lower.depth) + 1e-4,
@@ -395,7 +398,8 @@ def figure_units(pts, extra, face_vis, body: Body, scale: float, offset) -> tupl
                      [(pk("thigh"), "capsule", (xy[j("hip")], xy[j("knee")], w(0.08), w(0.058)))])
         shin = Unit(float(z[[j("knee"), j("ankle")]].mean()) + 0.01,
                     [(pk("shin"), "capsule", (xy[j("knee")], xy[j("ankle")], w(0.056), w(0.04))),
-                     (pk("foot"), "capsule", (xy[j("ankle")], P(extra[f"{side}_toe"]), w(0.036), w(0.026))),
+                     (pk("foot"), "capsule",
+                      (xy[j("ankle")], P(extra[f"{side}_toe"]), w(0.036), w(0.026))),
                      (pk("ankle_mark"), "disc", (xy[j("ankle")], w(0.016)))])
         knee = Unit(max(thigh.depth, shin.depth) + 1e-4,
                     [(pk("knee_mark"), "disc", (xy[j("knee")], w(0.02)))])

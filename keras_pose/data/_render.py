@@ -105,7 +105,8 @@ def sample_palette(rng) -> np.ndarray:
     find the joints.
     """
     skin = SKIN_TONES[rng.integers(len(SKIN_TONES))] * rng.uniform(0.9, 1.05)
-    shirt, trousers, shoes = _hsv_colour(rng), _hsv_colour(rng), _hsv_colour(rng, (0, 0.6), (0.1, 0.6))
+    shirt, trousers = _hsv_colour(rng), _hsv_colour(rng)
+    shoes = _hsv_colour(rng, (0, 0.6), (0.1, 0.6))
     sleeves = shirt if rng.random() < 0.75 else skin
     pal = np.zeros((len(PART), 3), np.float32)
     pal[PART["torso"]] = shirt
@@ -245,5 +246,6 @@ def draw_annotations(img, anns, skeleton) -> np.ndarray:
                 cv2.line(out, _fx(kp[s]), _fx(kp[t]), col, 1, cv2.LINE_AA, _SHIFT)
         for x, y, v in kp:
             if v > 0:
-                cv2.circle(out, _fx((x, y)), 2 * _ONE, col, -1 if v == 2 else 1, cv2.LINE_AA, _SHIFT)
+                cv2.circle(out, _fx((x, y)), 2 * _ONE, col, -1 if v == 2 else 1,
+                           cv2.LINE_AA, _SHIFT)
     return out

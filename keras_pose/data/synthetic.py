@@ -66,7 +66,8 @@ class SyntheticConfig(Config):
     crowd_size: tuple[int, int] = (4, 10)    # figures in a crowd region
     back_view_prob: float = 0.1
     profile_prob: float = 0.3        # side views (the far limbs hide behind the body)
-    posture_weights: tuple[float, ...] = (0.2, 0.12, 0.05, 0.1, 0.07, 0.07, 0.08, 0.07, 0.08, 0.05, 0.04, 0.07)
+    posture_weights: tuple[float, ...] = (0.2, 0.12, 0.05, 0.1, 0.07, 0.07, 0.08, 0.07, 0.08,
+                                          0.05, 0.04, 0.07)   # in _figure.POSTURES order
     clutter: int = 10                # at most this many background shapes
     background_noise: float = 25.0   # amplitude of low-frequency background blotches
     texture_prob: float = 0.5        # figures with striped / checked / mottled clothes
@@ -135,7 +136,8 @@ def _as_size(image_size):
     try:
         h, w = (int(v) for v in image_size)
     except (TypeError, ValueError):
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}") from None
+        raise ValueError(f"image_size must be an int or (height, width), "
+                         f"got {image_size!r}") from None
     if h < 16 or w < 16:
         raise ValueError(f"image_size must be at least 16x16, got {(h, w)}")
     return h, w
@@ -193,7 +195,8 @@ def _write_split(out_dir, split, n, seed, size, cfg, num_workers, progress):
         results = pool.imap(_render_one, jobs, chunksize=8) if pool else map(_render_one, jobs)
         if progress:
             from tqdm import tqdm
-            results = tqdm(results, total=n, desc=f"synthetic {split}", unit="img")
+            results = tqdm(results, total=n, desc=f"synthetic {split}", unit="img",
+                           mininterval=1.0)
         for i, (jpeg, anns) in enumerate(results):
             image_id = i + 1
             name = f"{image_id:012d}.jpg"
