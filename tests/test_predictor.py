@@ -194,3 +194,28 @@ def test_oracle_maps_decode_to_gt_ap(coco_sample_dir):
         found[im["id"]] = decode_to_original(codec, maps, m, content)
     stats = evaluate_keypoints(results_from_poses(found), gt_path)
     assert stats["AP"] > 0.95 and stats["AR"] > 0.95
+
+
+@pytest.mark.slow
+def test_tiny_imhn_training_model(coco_sample_dir):
+    """A real (tiny, untrained) 2-stack IMHN: the last stack's finest output, flip, Poses."""
+    imhn = pytest.importorskip("keras_pose.models.imhn")
+    configs = pytest.importorskip("keras_pose.models.configs")
+    pytest.importorskip("keras_pose.codecs._bp_decode")
+    from keras_pose.inference.preprocess import load_image
+
+    cfg = configs.IMHNConfig(stacks=2, width=16, growth=8, order=2, input_size=(64, 64),
+                             feature_width=16, se_reduction=4)
+    model = imhn.build_imhn(cfg)
+    pred = PosePredictor(model, input_height=64, flip=True)
+    assert pred.fixed_size is None  # cloned for the height letterbox
+    img = load_image(coco_sample_dir / "000000040083.jpg")  # 333 x 500
+    crop = np.ascontiguousarray(img[100:164, 200:264])
+    # Raw network maps of a 64 x 64 input (no resize, no padding) == the s1_x0 head.
+    names = list(model.output_names)
+    ref = model.predict(crop[None].astype(np.float32), verbose=0)[names.index("s1_x0")]
+    np.testing.assert_allclose(pred._run(crop[None])[0], ref[0], rtol=1e-4, atol=1e-4)
+    maps, _, content = pred.maps(img)
+    assert content == (64, 96) and maps.shape == (16, 32, C)
+    out = pred.predict([img, crop])
+    assert [p.keypoints.shape[1:] for p in out] == [(17, 3), (17, 3)]
