@@ -24,6 +24,7 @@ primitives (capsules, polygons, ellipses, discs) that ``_render`` rasterises.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -83,8 +84,14 @@ def _rz(a):
 
 
 def _unit(v, fallback):
-    n = np.linalg.norm(v)
+    n = math.sqrt(float(v @ v))
     return v / n if n > 1e-6 else np.asarray(fallback, float)
+
+
+def _cross(a, b):
+    # np.cross is slow on single 3-vectors (axis handling), and this runs per limb.
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2],
+                     a[0] * b[1] - a[1] * b[0]])
 
 
 @dataclasses.dataclass
@@ -274,7 +281,7 @@ def pose_points(body: Body, a: Angles):
         fwd = trunk @ np.array([0.0, 0.0, 1.0])
         ref = fwd if abs(ua @ fwd) < 0.95 else trunk @ np.array([0.0, -1.0, 0.0])
         b = _unit(ref - (ref @ ua) * ua, [0, 0, 1])
-        c = np.cross(ua, b) * s
+        c = _cross(ua, b) * s
         roll = d(a.elbow_roll[i])
         b = np.cos(roll) * b + np.sin(roll) * c
         eb = d(a.elbow[i])
@@ -284,7 +291,7 @@ def pose_points(body: Body, a: Angles):
         # Thigh: abduction about z then flexion about x; the knee folds it backwards.
         fl, ab = d(a.hip_flex[i]), d(a.hip_abd[i])
         th = np.array([s * np.sin(ab), np.cos(ab) * np.cos(fl), np.cos(ab) * np.sin(fl)])
-        back = _unit(np.array([0.0, np.sin(fl), -np.cos(fl)]) - 0.0, [0, 0, -1])
+        back = np.array([0.0, np.sin(fl), -np.cos(fl)])
         back = _unit(back - (back @ th) * th, [0, 0, -1])
         kn = d(a.knee[i])
         sn = np.cos(kn) * th + np.sin(kn) * back
@@ -367,7 +374,8 @@ def figure_units(pts, extra, face_vis, body: Body, scale: float, offset) -> tupl
         for dz in (-0.06, 0.06):
             corners.append(P(pts[KP[name]] + s * lat * out * body.build + fwd * dz * body.build))
     corners.append(P(extra["neck"]))
-    trunk_depth = float(np.mean(z[[5, 6, 11, 12]]))
+    z = [float(v) for v in z]
+    trunk_depth = (z[5] + z[6] + z[11] + z[12]) / 4
     units.append(Unit(trunk_depth, [(PART["torso"], "poly", np.array(corners))]))
     # Head unit: neck, skull, then the face points that face the camera.
     hc = P(extra["head_c"])
@@ -384,19 +392,19 @@ def figure_units(pts, extra, face_vis, body: Body, scale: float, offset) -> tupl
     for side in ("left", "right"):
         j = lambda n: KP[f"{side}_{n}"]  # noqa: E731
         pk = lambda n: PART[f"{side}_{n}"]  # noqa: E731
-        upper = Unit(float(z[[j("shoulder"), j("elbow")]].mean()) + 0.02,
+        upper = Unit((z[j("shoulder")] + z[j("elbow")]) / 2 + 0.02,
                      [(pk("upper_arm"), "capsule",
                        (xy[j("shoulder")], xy[j("elbow")], w(0.05), w(0.04)))])
-        lower = Unit(float(z[[j("elbow"), j("wrist")]].mean()) + 0.02,
+        lower = Unit((z[j("elbow")] + z[j("wrist")]) / 2 + 0.02,
                      [(pk("forearm"), "capsule",
                        (xy[j("elbow")], xy[j("wrist")], w(0.04), w(0.031))),
                       (pk("hand"), "disc", (P(extra[f"{side}_hand"]), w(0.024))),
                       (pk("wrist_mark"), "disc", (xy[j("wrist")], w(0.014)))])
         elbow = Unit(max(upper.depth, lower.depth) + 1e-4,
                      [(pk("elbow_mark"), "disc", (xy[j("elbow")], w(0.017)))])
-        thigh = Unit(float(z[[j("hip"), j("knee")]].mean()) + 0.01,
+        thigh = Unit((z[j("hip")] + z[j("knee")]) / 2 + 0.01,
                      [(pk("thigh"), "capsule", (xy[j("hip")], xy[j("knee")], w(0.08), w(0.058)))])
-        shin = Unit(float(z[[j("knee"), j("ankle")]].mean()) + 0.01,
+        shin = Unit((z[j("knee")] + z[j("ankle")]) / 2 + 0.01,
                     [(pk("shin"), "capsule", (xy[j("knee")], xy[j("ankle")], w(0.056), w(0.04))),
                      (pk("foot"), "capsule",
                       (xy[j("ankle")], P(extra[f"{side}_toe"]), w(0.036), w(0.026))),

@@ -171,8 +171,11 @@ def _render_one(args):
     seed, split, index, size, cfg_dict = args
     cfg = SyntheticConfig.from_dict(cfg_dict)
     image, anns = make_scene(_scene_rng(seed, split, index), size, cfg)
+    # 4:4:4 chroma: the default 4:2:0 halves colour resolution, which smears the
+    # left/right colour coding of limbs only 2-3 pixels wide in small images.
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+                           [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality,
+                            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {split} image {index}")
     return buf.tobytes(), anns
