@@ -102,6 +102,8 @@ def test_batched_list_groups_equal_sizes(blob_model, monkeypatch):
         np.testing.assert_allclose(p.keypoints[0, 0, :2], [x, y], atol=0.25)
     # Two padded sizes -> two predict calls; each image with its mirror.
     assert sorted(s[0] for s in calls) == [2, 4]
+    assert set(pred.last_timing) == {"load", "preprocess", "network", "fuse", "decode"}
+    assert all(v >= 0 for v in pred.last_timing.values())
 
 
 def test_training_model_uses_last_stack_finest_output():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import re
+import time
 
 import cv2
 import numpy as np
@@ -108,6 +109,10 @@ class PosePredictor:
         flip: also run the mirrored image and fuse (§5.2 step 6).
         multiple: pad to multiples of this (64: the coarsest output is /64).
         batch_size: images per ``model.predict`` batch.
+
+    After each ``predict``/``maps`` call, ``last_timing`` holds the seconds
+    spent in load, preprocess, network, fuse (flip + scale resampling) and
+    decode.
     """
 
     def __init__(self, model, codec=None, input_height: int | None = None,
@@ -127,6 +132,7 @@ class PosePredictor:
         self.flip = bool(flip)
         self.multiple, self.pad_value = int(multiple), int(pad_value)
         self.batch_size = max(1, int(batch_size))
+        self.last_timing = {}
         # A fixed-size model runs at its own size (letterbox_to) unless a height
         # or several scales are asked for: then a fully convolutional copy on a
         # (None, None) input takes the authors' height letterbox.
@@ -221,13 +227,22 @@ class PosePredictor:
         the image inside it (input pixels). Inputs of equal padded size share a
         ``model.predict`` batch (with their mirrors when ``flip``).
         """
+        self.last_timing = {}
+        t = time.perf_counter()
         imgs = [load_image(im) for im in images]
+        self._tick("load", t)
         results = []
         for start in range(0, len(imgs), _CHUNK_IMAGES):
             results.extend(self._maps_chunk(imgs[start:start + _CHUNK_IMAGES]))
         return results
 
+    def _tick(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.last_timing[stage] = self.last_timing.get(stage, 0.0) + (t1 - t0)
+        return t1
+
     def _maps_chunk(self, imgs) -> list:
+        t = time.perf_counter()
         groups = collections.defaultdict(list)
         for i, img in enumerate(imgs):
             for s in self.scales:
@@ -243,12 +258,16 @@ class PosePredictor:
                     # Mirror the padded input: with padded sizes a multiple of the
                     # stride, the flipped-back map aligns cell for cell.
                     inputs.append(x[:, ::-1])
-            out = self._run(np.stack(inputs))
+            batch = np.stack(inputs)
+            t = self._tick("preprocess", t)
+            out = self._run(batch)
+            t = self._tick("network", t)
             for k, (i, _, m) in enumerate(group):
                 maps = out[k * n]
                 if self.flip:
                     maps = np.asarray(self.codec.fuse_flip(maps, out[k * n + 1]), np.float32)
                 per_image[i].append((maps, m))
+            t = self._tick("fuse", t)
         results = []
         for img, scale_maps in zip(imgs, per_image):
             content, ref_hw, m_ref = self._frame(img.shape, 1.0)
@@ -257,6 +276,7 @@ class PosePredictor:
             for maps, m in scale_maps:
                 acc += self._to_reference(maps, m, m_ref, ref_hw)
             results.append((acc / len(scale_maps), m_ref, content))
+        self._tick("fuse", t)
         return results
 
     def maps(self, image):
@@ -277,8 +297,11 @@ class PosePredictor:
         Returns:
             ``Poses`` (P persons, K keypoints) for one image, a list for a list.
         """
-        if isinstance(image, (list, tuple)):
-            return [self._decode(*r) for r in self.maps_batch(image)]
-        return self._decode(*self.maps(image))
+        single = not isinstance(image, (list, tuple))
+        results = self.maps_batch([image] if single else image)
+        t = time.perf_counter()
+        poses = [self._decode(*r) for r in results]
+        self._tick("decode", t)
+        return poses[0] if single else poses
 
     __call__ = predict
