@@ -3,6 +3,8 @@
 Tiny models only (imhn_test: 1 stack, order 2, width 16, 64x64; MobileNetV2
 alpha 0.35 at 128x96); the paper-size IMHN is built once, in a slow test.
 """
+import functools
+
 import keras  # Keras 3 first (TF_STACK.md Q2); tf_keras is imported inside one test only
 import numpy as np
 import pytest
@@ -55,6 +57,12 @@ def _trainable(model):
 def _bn_channels(model):
     return sum(l.gamma.shape[0] for l in model.layers
                if isinstance(l, keras.layers.BatchNormalization))
+
+
+@functools.lru_cache(maxsize=None)
+def _preset_model(name):
+    """Each preset is built once per session (tests must not change its weights)."""
+    return presets.from_preset(name)
 
 
 def _rgb(shape, seed=0):
@@ -201,7 +209,7 @@ def test_depth_to_space_order_and_roundtrip(tmp_path):
 # --------------------------------------------------------------- top-down
 @pytest.fixture(scope="module")
 def fp_tiny():
-    return presets.from_preset("fasterpose_tiny")
+    return _preset_model("fasterpose_tiny")
 
 
 def test_fasterpose_tiny_head_prior_and_inference(fp_tiny):
@@ -223,11 +231,15 @@ def test_fasterpose_tiny_head_prior_and_inference(fp_tiny):
 def test_fasterpose_depth_to_space_head_matches_manual(fp_tiny):
     """heatmaps = depth_to_space(head_conv(features), 8)."""
     conv = fp_tiny.get_layer("head_conv")
-    conv.set_weights([np.random.default_rng(5).normal(0, 0.05, conv.kernel.shape), conv.bias.numpy()])
+    saved = conv.get_weights()
+    conv.set_weights([np.random.default_rng(5).normal(0, 0.05, conv.kernel.shape), saved[1]])
     x = _rgb((1, 128, 96, 3), seed=6)
-    pre = np.asarray(keras.Model(fp_tiny.inputs[0], conv.output)(x))
+    try:
+        pre = np.asarray(keras.Model(fp_tiny.inputs[0], conv.output)(x))
+        out = np.asarray(fp_tiny(x))
+    finally:
+        conv.set_weights(saved)
     assert pre.shape == (1, 4, 3, 17 * 64)
-    out = np.asarray(fp_tiny(x))
     np.testing.assert_allclose(out[0, 8 * 2 + 3, 8 * 1 + 5], pre[0, 2, 1, (3 * 8 + 5) * 17:(3 * 8 + 6) * 17],
                                atol=1e-5)
 
@@ -244,7 +256,7 @@ def test_fasterpose_roundtrip(tmp_path, fp_tiny):
 
 
 def test_simple_baseline_tiny():
-    model = presets.from_preset("simple_baseline_tiny")
+    model = _preset_model("simple_baseline_tiny")
     assert model.output_shape == (None, 32, 24, 17)
     assert not any(isinstance(l, keras.Model) for l in model.layers)
     deconvs = [l for l in model.layers if isinstance(l, keras.layers.Conv2DTranspose)]
@@ -301,7 +313,11 @@ def _randomize(model, rng):
     model.set_weights([v.astype("float32") for v in out])
 
 
-@pytest.mark.parametrize("preset,overrides", [("imhn_test", {"stacks": 2}), ("fasterpose_tiny", {})])
+# 2 stacks so the identity-mapping merges are covered; order 1 keeps it to ~200 layers.
+@pytest.mark.parametrize("preset,overrides", [
+    ("imhn_test", {"stacks": 2, "order": 1, "width": 8, "growth": 4, "feature_width": 8,
+                   "input_size": (32, 32)}),
+    ("fasterpose_tiny", {})])
 def test_tf_keras_twin_matches(preset, overrides):
     tf_keras = pytest.importorskip("tf_keras")
     cfg = presets.get_preset(preset, **overrides)
@@ -336,7 +352,7 @@ PINNED = {  # preset: (count_params, trainable)
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_preset_shapes_and_pinned_params(name):
     cfg = presets.get_preset(name)
-    model = presets.from_preset(name)
+    model = _preset_model(name)
     h, w = cfg.input_size
     assert model.input_shape == (None, h, w, 3)
     if isinstance(cfg, IMHNConfig):
@@ -371,8 +387,8 @@ def test_flop_conventions_fasterpose_vs_simple_baseline():
     """fasterpose.md §2.2: SB-R50 256x192 ~8.9 HRNet GFLOPs, FasterPose-R50 r=8 ~3.8,
     ratio ~0.42 (the abstract's -58%). Keras' ResNet50 strides in the first 1x1 of
     a block (torchvision: in the 3x3), so its backbone is ~0.2 GFLOPs cheaper."""
-    sb = count_model(presets.from_preset("simple_baseline_r50_256x192"))
-    fp = count_model(presets.from_preset("fasterpose_r50_256x192"))
+    sb = count_model(_preset_model("simple_baseline_r50_256x192"))
+    fp = count_model(_preset_model("fasterpose_r50_256x192"))
     assert 8.6 < sb["hrnet_gflops"] < 9.1
     assert 3.5 < fp["hrnet_gflops"] < 3.9
     assert 0.39 < fp["hrnet_gflops"] / sb["hrnet_gflops"] < 0.44
