@@ -49,8 +49,9 @@ def _check_maps(maps, name: str, min_channels: int) -> np.ndarray:
     if m.shape[2] < min_channels:
         raise ValueError(f"{name} has {m.shape[2]} channels; the body-part codec needs at "
                          f"least {min_channels} (limbs then keypoints)")
-    bad = np.size(m) - np.count_nonzero(np.isfinite(m))
-    if bad:
+    # One reduction finds NaN/inf (both propagate into the sum); only a huge but
+    # finite map can overflow it, and then the exact count decides.
+    if not np.isfinite(m.sum()) and (bad := m.size - np.count_nonzero(np.isfinite(m))):
         raise ValueError(f"{name} contains {bad} non-finite values (NaN/inf); "
                          f"the model output is broken")
     return m
@@ -101,8 +102,7 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
     if not image_height > 0:
         raise ValueError(f"image_height must be > 0, got {image_height}")
     kstart = spec.keypoint_start
-    kmaps = np.ascontiguousarray(maps[:, :, kstart:kstart + spec.num_internal])
-    types, xy, scores = _peaks.find_peaks(kmaps, stride, cfg.peak_threshold,
+    types, xy, scores = _peaks.find_peaks(maps[:, :, kstart:kstart + spec.num_internal], stride, cfg.peak_threshold,
                                           cfg.refine_radius, cfg.max_candidates)
     if types.size == 0:
         return Poses.empty(spec.num_keypoints)

@@ -10,8 +10,9 @@ bicubically upsampled limb map through ``CubicSampler`` (exactly the pixels the
 authors read from their full-resolution map). The samples are read in two
 rounds: the even-indexed half first; a pair whose failures already exceed what
 the ``connect_ratio`` test allows is rejected without reading the rest (exact:
-it could not pass). Where one limb needs more samples than a full upsampling of
-its channel costs, that channel is upsampled once and indexed directly.
+it could not pass). Where the image needs more samples than a full upsampling of
+the limb channels costs (noise, huge crowds), they are upsampled once with cv2
+and indexed directly.
 
 ``assemble`` is the authors' sequential greedy grouping, kept literal, but each
 person is a small Python object and an owner table (candidate id -> person)
@@ -26,9 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Above this many samples for one limb, upsampling the whole channel (cv2, about
-# 0.3-0.6 ms at 512x512) is cheaper than 16 gathers per sample.
-FULL_CHANNEL_SAMPLES = 40_000
+# Above this many limb samples in an image, one cv2 upsampling of all limb
+# channels (a few ms at 512x512) is cheaper than 16 gathers per sample.
+DENSE_SAMPLES = 150_000
 
 
 def _pairs(types, num_types, limb_from, limb_to):
@@ -50,31 +51,79 @@ def _pairs(types, num_types, limb_from, limb_to):
     return limb, ia, ib, special, counts
 
 
-def _sample_points(xa, xb, n, s):
-    """np.linspace(xa, xb, n)[s] for arrays (start + s*step; the last point is xb exactly)."""
-    step = (xb - xa) / np.maximum(n - 1, 1)
-    v = s * step + xa
-    return np.where((s == n - 1) & (n > 1), xb, v)
+def _sample_points(a, b, n, s):
+    """np.linspace(a, b, n)[s] for (P,) pairs and (S,) sample indices -> (P, S) float64.
+
+    Same arithmetic as NumPy (start + s * step, the last point exactly b), so the
+    half-to-even rounding to pixels matches the authors' bit for bit.
+    """
+    step = (b - a) / np.maximum(n - 1, 1)
+    v = s * step[:, None] + a[:, None]
+    last = (s == (n - 1)[:, None]) & (n > 1)[:, None]
+    return np.where(last, b[:, None], v)
 
 
-def _read(sampler, limb, q, s, xy, ia, ib, n, channel_offset, full_maps):
-    """Limb-map values at sample s of pairs q (integer input pixels, rounded half-to-even)."""
+def _read(reader, q, s_idx, xy, ia, ib, n, limb):
+    """Limb-map values at samples s_idx of pairs q.
+
+    Returns (values (P, S) float32, valid (P, S) bool: s < n of the pair).
+    Positions are rounded half-to-even to integer input pixels (§5.4).
+    """
     a, b, nq = ia[q], ib[q], n[q]
+    valid = s_idx < nq[:, None]
+    s = np.minimum(s_idx, (nq - 1)[:, None])        # invalid slots re-read a valid sample
     x = np.rint(_sample_points(xy[a, 0], xy[b, 0], nq, s)).astype(np.int64)
     y = np.rint(_sample_points(xy[a, 1], xy[b, 1], nq, s)).astype(np.int64)
-    np.clip(x, 0, sampler.width - 1, out=x)
-    np.clip(y, 0, sampler.height - 1, out=y)
-    lk = limb[q]
-    if not full_maps:
-        return sampler.sample(lk + channel_offset, x, y)
-    out = np.empty(q.size, np.float32)
-    dense = np.isin(lk, list(full_maps))
-    for k in np.unique(lk[dense]):  # one full-res channel per dense limb
-        m = lk == k
-        out[m] = full_maps[int(k)][y[m], x[m]]
-    sparse = ~dense
-    out[sparse] = sampler.sample(lk[sparse] + channel_offset, x[sparse], y[sparse])
-    return out
+    # No clipping needed: the endpoints lie inside the input (refined peaks move
+    # at most ``radius`` and only where the window fits), so do their rounded
+    # convex combinations.
+    k = np.broadcast_to(limb[q][:, None], x.shape)
+    return reader.read(k.ravel(), x.ravel(), y.ravel()).reshape(x.shape), valid
+
+
+class _LimbReader:
+    """Upsampled limb-map values at integer pixels: sparse bicubic taps, or (many
+    samples: noise, big crowds) one cv2 upsampling of all limb channels."""
+
+    def __init__(self, sampler, channel_offset, num_limbs, dense):
+        self.width, self.height = sampler.width, sampler.height
+        self.sampler, self.offset, self.num_limbs = sampler, channel_offset, num_limbs
+        self.full = sampler.full_block(channel_offset, num_limbs).reshape(-1) if dense else None
+
+    def read(self, k, x, y):
+        if self.full is None:
+            return self.sampler.sample(k + self.offset, x, y)
+        return self.full.take((y * self.width + x) * self.num_limbs + k)
+
+
+def _greedy_matching(key_a, key_b, num_keys: int) -> np.ndarray:
+    """Rows the sequential greedy would accept, scanning rows in order and taking a
+    row iff neither its key_a nor its key_b was taken before (§5.4).
+
+    Vectorised in rounds: a remaining row that is the first remaining row of both
+    its keys is accepted by the sequential scan (every earlier row uses other
+    keys), so all such rows are accepted at once and the rows sharing their keys
+    dropped. A few rounds suffice even for noise (2304 pairs per limb). The
+    authors' early stop at min(|A|, |B|) connections never binds: a matching
+    cannot be larger. Returns accepted row indices, ascending.
+    """
+    rem = np.arange(key_a.size)
+    taken_a = np.zeros(num_keys, bool)
+    taken_b = np.zeros(num_keys, bool)
+    accepted = []
+    while rem.size:
+        ka, kb = key_a[rem], key_b[rem]
+        pos = np.arange(rem.size)
+        first_a = np.full(num_keys, rem.size)
+        first_b = np.full(num_keys, rem.size)
+        np.minimum.at(first_a, ka, pos)
+        np.minimum.at(first_b, kb, pos)
+        win = (first_a[ka] == pos) & (first_b[kb] == pos)
+        accepted.append(rem[win])
+        taken_a[ka[win]] = True
+        taken_b[kb[win]] = True
+        rem = rem[~(taken_a[ka] | taken_b[kb])]
+    return np.sort(np.concatenate(accepted)) if accepted else np.zeros(0, np.int64)
 
 
 def _stages(smax: int) -> list:
@@ -113,10 +162,8 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     n = np.minimum(np.rint(length + 1), cfg.max_limb_samples).astype(np.int64)
     # Smallest passing count c >= ratio*n, evaluated in float like the authors.
     allowed = n - np.ceil(cfg.connect_ratio * n).astype(np.int64)
-    # Dense limbs (noise, crowds): upsample their channel once.
-    per_limb = np.bincount(limb, weights=n, minlength=num_limbs)
-    full_maps = {int(k): sampler.full(spec.limb_start + int(k))
-                 for k in np.flatnonzero(per_limb > FULL_CHANNEL_SAMPLES)}
+    reader = _LimbReader(sampler, spec.limb_start, num_limbs,
+                         dense=int(n.sum()) > DENSE_SAMPLES)
     fails = np.zeros(limb.size, np.int64)
     total = np.zeros(limb.size, np.float64)
     thre2 = np.float32(cfg.limb_sample_threshold)
@@ -124,13 +171,9 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     for s_idx in _stages(int(n.max())):
         if s_idx.size == 0:
             continue
-        q = np.repeat(alive, s_idx.size)
-        s = np.tile(s_idx, alive.size)
-        valid = s < n[q]
-        q, s = q[valid], s[valid]
-        v = _read(sampler, limb, q, s, xy, ia, ib, n, spec.limb_start, full_maps)
-        fails += np.bincount(q, weights=(v <= thre2), minlength=limb.size).astype(np.int64)
-        total += np.bincount(q, weights=v, minlength=limb.size)
+        v, valid = _read(reader, alive, s_idx, xy, ia, ib, n, limb)
+        fails[alive] += ((v <= thre2) & valid).sum(1)
+        total[alive] += np.where(valid, v, 0).sum(1, dtype=np.float64)
         alive = alive[fails[alive] <= allowed[alive]]
         if alive.size == 0:
             return conns, special
@@ -142,23 +185,12 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     # Greedy one-to-one choice by key, per limb (stable, like Python's sorted).
     order = np.lexsort((-key, limb[q]))
     q, score = q[order], score[order]
-    caps = np.minimum(counts[np.asarray(spec.limb_from)], counts[np.asarray(spec.limb_to)]).tolist()
-    rows, cur, used_a, used_b, taken = [], -1, set(), set(), 0
-    for r, (k, a, b) in enumerate(zip(limb[q].tolist(), ia[q].tolist(), ib[q].tolist())):
-        if k != cur:
-            cur, taken = k, 0
-            used_a, used_b = set(), set()
-        elif taken >= caps[k] or a in used_a or b in used_b:
-            continue
-        used_a.add(a)
-        used_b.add(b)
-        taken += 1
-        rows.append(r)
-    rows = np.asarray(rows, np.int64)
+    rows = _greedy_matching(limb[q] * len(types) + ia[q], limb[q] * len(types) + ib[q],
+                            num_keys=num_limbs * len(types))
     qr = q[rows]
     table = np.stack([ia[qr], ib[qr], score[rows], length[qr]], axis=1)
-    split = np.searchsorted(limb[qr], np.arange(1, num_limbs))
-    conns = np.split(table, split)
+    bounds = np.searchsorted(limb[qr], np.arange(num_limbs + 1)).tolist()
+    conns = [table[bounds[k]:bounds[k + 1]] for k in range(num_limbs)]
     return conns, special
 
 

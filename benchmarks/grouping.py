@@ -1,0 +1,97 @@
+"""Decode speed of BodyPartsCodec (peaks + limb scoring + grouping) vs a literal reference.
+
+Maps are rendered with the codec's encoder from jittered real COCO poses (the
+sample's annotations, rescaled, mirrored, rotated and placed at random in a
+512 x 512 input, i.e. 128 x 128 maps), plus pure-noise maps (uniform [0, 1) on
+every channel: the worst case for the candidate cap). Each case is decoded by
+``BodyPartsCodec.decode`` and by ``tests/_reference_decoder.reference_decode``
+(full-resolution cv2 bicubic upsampling, per-peak and per-pair Python loops,
+the spec's grouping literally) on the same maps in the same run, single thread.
+
+Prints one JSON object: median decode ms per case for both, the speed ratio,
+parity (persons and max keypoint difference), and the speed-up over the
+authors' reported pure-Python grouping rate (5.2 img/s, simple_pose.md §7).
+
+    python benchmarks/grouping.py [--repeats 15] [--scenes 5]
+"""
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from _reference_decoder import jittered_scene, reference_decode, sample_poses  # noqa: E402
+from keras_pose.codecs import BodyPartsCodec  # noqa: E402
+
+AUTHORS_IMG_PER_S = 5.2
+SAMPLE = pathlib.Path(os.environ.get("KERAS_POSE_COCO_SAMPLE", REPO.parent / "shared" / "data" / "coco_sample"))
+
+
+def _median_ms(fn, maps_list, repeats):
+    times = []
+    for _ in range(repeats):
+        for m in maps_list:
+            t0 = time.perf_counter()
+            fn(m)
+            times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=15, help="timed passes over the scenes (fast decoder)")
+    ap.add_argument("--scenes", type=int, default=5, help="different scenes per person count")
+    ap.add_argument("--ref_repeats", type=int, default=1, help="timed passes for the reference")
+    args = ap.parse_args()
+    cv2.setNumThreads(1)
+    codec = BodyPartsCodec()
+    poses = sample_poses(SAMPLE / "test_coco.json")
+    rng = np.random.default_rng(0)
+    cases = {}
+    for n in (1, 6, 12, 24):
+        cases[f"persons_{n}"] = [codec.encode(jittered_scene(rng, poses, n), (512, 512))["heatmaps"]
+                                 for _ in range(args.scenes)]
+    cases["noise"] = [rng.random((128, 128, 50), dtype=np.float32) for _ in range(max(1, args.scenes // 2))]
+    out = {"input": "512x512 (128x128x50 maps)", "threads": 1, "scenes_per_case": args.scenes,
+           "fast_ms": {}, "reference_ms": {}, "speedup": {}, "parity": {}}
+    for name, maps_list in cases.items():
+        for m in maps_list:  # warm caches (tap tables) outside the timing
+            codec.decode(m)
+        out["fast_ms"][name] = round(_median_ms(codec.decode, maps_list, args.repeats), 3)
+        cap = codec.config.max_candidates if name == "noise" else None
+        ref = lambda m, cap=cap: reference_decode(m, codec.config, max_candidates=cap)  # noqa: E731
+        ref_maps = maps_list[:1] if name == "noise" else maps_list
+        out["reference_ms"][name] = round(_median_ms(ref, ref_maps, args.ref_repeats), 1)
+        out["speedup"][name] = round(out["reference_ms"][name] / out["fast_ms"][name], 1)
+        if name != "noise":
+            same, diff, persons = True, 0.0, []
+            for m in maps_list:
+                fast = codec.decode(m)
+                kp, _ = reference_decode(m, codec.config)
+                persons.append(len(fast))
+                if len(fast) != len(kp) or not np.array_equal(fast.keypoints[..., 2] > 0, kp[..., 2] > 0):
+                    same = False
+                else:
+                    diff = max(diff, float(np.abs(fast.keypoints - kp).max(initial=0.0)))
+            out["parity"][name] = {"same_persons": same, "max_abs_diff": diff,
+                                   "persons_found": persons}
+    out["authors_python_grouping_ms"] = round(1e3 / AUTHORS_IMG_PER_S, 1)
+    out["speedup_vs_authors_5.2_img_per_s"] = {
+        k: round(out["authors_python_grouping_ms"] / v, 1) for k, v in out["fast_ms"].items()}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
