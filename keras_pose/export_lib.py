@@ -106,10 +106,16 @@ def build_export_model(model, input_size=None):
     if h is None or w is None:
         raise ValueError("the model has a dynamic input size: pass input_size=(H, W)")
     out = inference_outputs(model)
-    sub = keras.Model(model.inputs[0], out, name="inference")
+    sub = keras.Model(model.inputs[0], out, name="inference")  # drops unused heads
     x = keras.Input((h, w, c), batch_size=1, name="image")
-    y = keras.layers.Identity(name=_output_name(out))(sub(x))
-    return keras.Model(x, y, name="export")
+    try:
+        # A flat clone on the fixed-batch input keeps one graph level (no nested model).
+        em = keras.models.clone_model(sub, input_tensors=x)
+        em.set_weights(sub.get_weights())
+    except Exception:  # noqa: BLE001 - e.g. a layer whose config cannot be cloned
+        y = keras.layers.Identity(name=_output_name(out))(sub(x))
+        em = keras.Model(x, y, name="export")
+    return em
 
 
 def infer_task(export_model, spec) -> str:
@@ -173,14 +179,10 @@ def _synthetic_images(num, input_hw, seed):
         from keras_pose.data import synthetic
     except ImportError as e:
         raise ValueError("calibration source 'synthetic' needs keras_pose.data.synthetic") from e
-    render = getattr(synthetic, "render_scene", None) or getattr(synthetic, "make_scene", None)
-    if render is None:
-        raise ValueError("keras_pose.data.synthetic has no render_scene(); pass an image folder")
     rng = np.random.default_rng(seed)
-    imgs = []
-    for _ in range(num):
-        scene = render(rng=rng, image_size=tuple(input_hw))
-        imgs.append(scene["image"] if isinstance(scene, dict) else scene[0])
+    # The 'easy' preset: few, large figures, like the quickstart model was trained on.
+    imgs = [synthetic.make_scene(rng, tuple(input_hw), synthetic.get_preset("easy"))[0]
+            for _ in range(num)]
     return imgs
 
 
@@ -312,7 +314,8 @@ def compare_maps_and_poses(ref_maps, test_maps, codec, task="bottom_up") -> dict
         n_match += len(m)
         dists += [d for _, _, d in m]
     res.update({"persons_keras": n_ref, "persons_tflite": n_test, "persons_matched": n_match,
-                "mean_keypoint_distance_px": float(np.mean(dists)) if dists else None})
+                "mean_keypoint_distance_px": float(np.mean(dists)) if dists else None,
+                "matched_distances_px": [round(float(d), 4) for d in dists]})
     return res
 
 

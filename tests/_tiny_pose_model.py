@@ -1,31 +1,88 @@
-"""A tiny functional bottom-up model for export/runtime tests (64x64 -> 16x16x50).
+"""Tiny bottom-up models for the export/runtime tests (64x64 input -> 16x16x50 maps).
 
-Conv/BN/LeakyReLU/SE(Multiply)/UpSampling with the normalisation (Rescaling) inside the
-graph, like the real models; ~10k parameters so conversion takes about a second.
+``tiny_imhn_config``: a 1-stack, order-1, width-16 IMHN (the ``imhn_test`` preset when the
+models package provides it). ``train_tiny`` fits its finest output for a few dozen steps on
+a few synthetic scenes, so the maps hold real peaks and the decoder finds persons.
 """
 import numpy as np
 
+SIZE = 64
 
-def tiny_pose_model(size=64, channels=50, width=16, seed=0):
+
+def tiny_imhn_config():
+    from keras_pose.models.configs import IMHNConfig
+    try:
+        from keras_pose.models.presets import get_config
+        cfg = get_config("imhn_test")
+        if tuple(cfg.input_size) == (SIZE, SIZE):
+            return cfg
+    except (ImportError, ValueError, KeyError, AttributeError):
+        pass
+    return IMHNConfig(stacks=1, width=16, growth=0, order=1, input_size=(SIZE, SIZE),
+                      se_reduction=4, feature_width=16)
+
+
+def synthetic_set(num, seed=0, size=SIZE):
+    """(images (N, H, W, 3) float32 0..255, keypoint arrays [(P, 17, 3)] per image)."""
+    from keras_pose.data import synthetic
+    rng = np.random.default_rng(seed)
+    cfg = synthetic.get_preset("easy").replace(max_figures=2, min_height=0.6, max_height=0.9)
+    imgs, kps = [], []
+    for _ in range(num):
+        img, anns = synthetic.make_scene(rng, (size, size), cfg)
+        imgs.append(img.astype(np.float32))
+        k = [np.asarray(a["keypoints"], np.float32).reshape(17, 3) for a in anns
+             if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0)]
+        kps.append(np.stack(k) if k else np.zeros((0, 17, 3), np.float32))
+    return np.stack(imgs), kps
+
+
+def train_tiny(steps=40, num_images=8, seed=0):
+    """(full IMHN model, its config, images): the finest output fitted to the codec's targets.
+
+    Loss: masked squared error on the 50 channels of the finest scale (enough for a smoke
+    test; the real training uses the focal L2 over all scales).
+    """
     import keras
+    from keras_pose.codecs import BodyPartsCodec
+    from keras_pose.models.imhn import build_imhn
     keras.utils.set_random_seed(seed)
-    L = keras.layers
-    x = inp = keras.Input((size, size, 3), name="image")
-    x = L.Rescaling(1 / 255.0)(x)
-    x = L.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
-    x = L.BatchNormalization()(x)
-    x = L.LeakyReLU(0.1)(x)
-    x = L.Conv2D(width, 3, strides=2, padding="same", use_bias=False)(x)
-    x = L.BatchNormalization()(x)
-    x = L.LeakyReLU(0.1)(x)
-    skip = x
-    y = L.Conv2D(width, 3, strides=2, padding="same")(x)
-    y = L.LeakyReLU(0.1)(y)
-    g = L.GlobalAveragePooling2D(keepdims=True)(y)
-    g = L.Dense(4, activation="relu")(g)
-    g = L.Dense(width, activation="sigmoid")(g)
-    y = L.Multiply()([y, g])
-    y = L.UpSampling2D(2)(y)
-    x = L.Add()([skip, y])
-    out = L.Conv2D(channels, 1, activation="sigmoid", name="s0_x0")(x)
-    return keras.Model(inp, out, name="tiny_pose")
+    cfg = tiny_imhn_config()
+    model = build_imhn(cfg)
+    codec = BodyPartsCodec()
+    x, kps = synthetic_set(num_images, seed)
+    tg = [codec.encode(k, (SIZE, SIZE)) for k in kps]
+    y = np.stack([np.concatenate([t["heatmaps"], t["mask"]], -1) for t in tg]).astype(np.float32)
+    finest = keras.Model(model.inputs[0], model.get_layer(f"s{cfg.stacks - 1}_x0").output)
+
+    def loss(yt, yp):
+        return keras.ops.mean(yt[..., -1:] * keras.ops.square(yp - yt[..., :-1]))
+
+    finest.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss, jit_compile=False)
+    ds_x = np.concatenate([x] * ((steps * 4) // len(x) + 1))[: steps * 4]
+    ds_y = np.concatenate([y] * ((steps * 4) // len(y) + 1))[: steps * 4]
+    finest.fit(ds_x, ds_y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    return model, cfg, x
+
+
+_CACHE = {}
+
+
+def trained_export():
+    """Train once per pytest process and export fp32; returns a dict of paths and objects.
+
+    Keys: model (full Keras IMHN), config, images (N, 64, 64, 3), dir (with model.keras,
+    fp32/model.tflite + model.json). Cached at module level: every test file shares it.
+    """
+    if "v" not in _CACHE:
+        import tempfile
+        import pathlib
+        from keras_pose import export_lib
+        model, cfg, images = train_tiny(steps=80)
+        d = pathlib.Path(tempfile.mkdtemp(prefix="kp_export_"))
+        model.save(d / "model.keras")
+        side = export_lib.export_tflite(model, d / "fp32", "fp32", images, log=lambda m: None)
+        _CACHE["v"] = {"model": model, "config": cfg, "images": images, "dir": d,
+                       "fp32": d / "fp32" / "model.tflite", "fp32_sidecar": side,
+                       "export_model": export_lib.build_export_model(model)}
+    return _CACHE["v"]

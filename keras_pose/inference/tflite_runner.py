@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from keras_pose.structures import Poses, invert_affine
+from keras_pose.structures import Poses, apply_affine, invert_affine
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +27,11 @@ class TFLiteRunnerError(ValueError):
 # ----------------------------------------------------------------- image input
 def read_image(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a file; one clear error when it cannot be read."""
+    from keras_pose.inference.preprocess import load_image  # BGR -> RGB at read time
     try:
-        from keras_pose.inference.preprocess import load_image
-    except ImportError:
-        load_image = None
-    if load_image is not None:
-        try:
-            return load_image(str(path))
-        except (ValueError, OSError) as e:
-            raise TFLiteRunnerError(str(e)) from e
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise TFLiteRunnerError(f"cannot read image {path}: missing, unreadable or not an image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # OpenCV reads BGR; the house order is RGB
+        return load_image(pathlib.Path(path))
+    except (ValueError, OSError) as e:
+        raise TFLiteRunnerError(str(e).splitlines()[0] if str(e) else f"cannot read image {path}") from e
 
 
 def letterbox(image, input_hw):
@@ -50,31 +41,25 @@ def letterbox(image, input_hw):
     model-input pixels. Delegates to ``keras_pose.inference.preprocess.letterbox_to`` so the
     Keras predictor and this runner see identical inputs.
     """
+    from keras_pose.inference.preprocess import letterbox_to
     hw = tuple(int(v) for v in input_hw)
-    try:
-        from keras_pose.inference.preprocess import letterbox_to
-    except ImportError:  # until preprocess lands: the evaluation pipeline's fit + warp
-        import cv2
-        from keras_pose.data.transforms import fit_affine
-        m = fit_affine(image.shape[:2], hw)
-        x = cv2.warpAffine(np.ascontiguousarray(image), m, (hw[1], hw[0]),
-                           flags=cv2.INTER_LINEAR, borderValue=(128, 128, 128))
-        return x.astype(np.float32), m
     x, m = letterbox_to(image, hw)
     return np.asarray(x, np.float32), np.asarray(m, np.float64)
 
 
-def _check_image(image, what="image"):
-    if isinstance(image, (str, pathlib.Path)):
-        return read_image(image)
+def _check_image(image):
+    """A path or an array (RGB/gray, uint8 or float 0..255) -> (H, W, 3) uint8 RGB."""
     if image is None:
-        raise TFLiteRunnerError(f"{what} is None (was the frame read?)")
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    if img.ndim != 3 or img.shape[-1] != 3 or min(img.shape[:2]) < 1:
-        raise TFLiteRunnerError(f"{what} must be (H, W, 3) RGB, got shape {img.shape}")
-    return img
+        raise TFLiteRunnerError("image is None (was the frame read?)")
+    return read_image(image) if isinstance(image, (str, pathlib.Path)) else _as_rgb(image)
+
+
+def _as_rgb(array):
+    from keras_pose.inference.preprocess import load_image
+    try:
+        return load_image(np.asarray(array))
+    except ValueError as e:
+        raise TFLiteRunnerError(str(e)) from e
 
 
 # ----------------------------------------------------------------- interpreter
@@ -258,30 +243,35 @@ class TFLiteRunner:
         return poses
 
     def _predict_top_down(self, image, boxes):
-        try:
-            from keras_pose.data import crops
-        except ImportError:
-            crops = None
-        if crops is None or not hasattr(crops, "crop_box"):
-            raise NotImplementedError("top-down TFLite inference needs keras_pose.data.crops."
-                                      "crop_box (the top-down helper's crops) - not available yet")
+        """One crop per COCO box (x, y, w, h) -> HeatmapCodec.decode -> original pixels.
+
+        The person score is the mean of the keypoint scores (maxima of the maps).
+        """
+        from keras_pose.data import crops
         if boxes is None:
             raise TFLiteRunnerError("a top-down model needs person boxes: predict(image, boxes)")
+        boxes = np.asarray(boxes, np.float64)
+        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] < 4):
+            raise TFLiteRunnerError(f"boxes must be (N, 4) COCO [x, y, w, h], got {boxes.shape}")
         t0 = time.perf_counter()
         img = _check_image(image)
-        kps, scores, t_net, t_dec = [], [], 0.0, 0.0
-        for box in np.asarray(boxes, np.float32).reshape(-1, 4):
-            x, m = crops.crop_box(img, box[:4], self.input_hw)
+        h, w = self.input_hw
+        kps, t_net, t_dec = [], 0.0, 0.0
+        for box in boxes.reshape(-1, boxes.shape[-1] if boxes.size else 4):
+            center, scale = crops.box_to_center_scale(box[:4], w / h)
+            m = crops.crop_affine(center, scale, 0.0, (h, w))
+            x = crops.warp_crop(img, m, (h, w))
             a = time.perf_counter()
             maps = self.net.run(np.asarray(x, np.float32))
             b = time.perf_counter()
-            p = self.codec.decode(maps).transform(invert_affine(m))
+            kp = self.codec.decode(maps)                        # (K, 3) in crop pixels
+            kp[:, :2] = apply_affine(kp[:, :2], invert_affine(m))
+            kps.append(kp)
             t_dec += time.perf_counter() - b
             t_net += b - a
-            kps.append(p.keypoints[:1])
-            scores.append(p.scores[:1])
         total = time.perf_counter() - t0
         self.last_timing = {"preprocess": total - t_net - t_dec, "network": t_net, "decode": t_dec}
         if not kps:
             return Poses.empty(self.codec.spec.num_keypoints)
-        return Poses(np.concatenate(kps), np.concatenate(scores))
+        kps = np.stack(kps).astype(np.float32)
+        return Poses(kps, kps[:, :, 2].mean(axis=1))

@@ -1,0 +1,49 @@
+"""Export a trained keras_pose model to TFLite (+ model.json sidecar), validated against Keras.
+
+  python export/export_tflite.py --model_dir runs/imhn_tiny --quantize int8 \
+      --calibration_source ../shared/data/coco_sample --calibration_images 32 --output exported/int8
+
+Thin absl wrapper over ``keras_pose.export_lib``.
+"""
+import json
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "a .keras model file")
+flags.DEFINE_string("model_dir", None, "a training output dir (model.keras + config.json)")
+flags.DEFINE_enum("quantize", "fp32", ["fp32", "fp16", "dynamic", "int8", "qat"], "quantization")
+flags.DEFINE_enum("io_dtype", None, ["uint8", "int8", "float32"],
+                  "int8/qat input+output dtype (default uint8: raw pixels in)")
+flags.DEFINE_integer("calibration_images", 16, "images for int8 calibration and validation")
+flags.DEFINE_string("calibration_source", "synthetic",
+                    "a folder of images (e.g. COCO val2017) or 'synthetic'")
+flags.DEFINE_list("input_size", None, "H,W for models with a dynamic input size")
+flags.DEFINE_integer("qat_epochs", 1, "QAT fine-tuning epochs (quantize=qat)")
+flags.DEFINE_integer("qat_steps", 50, "QAT steps per epoch (quantize=qat)")
+flags.DEFINE_string("output", None, "output dir for model.tflite and model.json")
+flags.mark_flag_as_required("output")
+
+
+def main(argv):
+    del argv
+    from keras_pose import export_lib
+    try:
+        model, config = export_lib.load_keras_model(FLAGS.model, FLAGS.model_dir)
+        size = tuple(int(v) for v in FLAGS.input_size) if FLAGS.input_size else None
+        em = export_lib.build_export_model(model, size)
+        hw = tuple(int(v) for v in em.inputs[0].shape[1:3])
+        cal = export_lib.calibration_images(FLAGS.calibration_source, FLAGS.calibration_images, hw)
+        side = export_lib.export_tflite(
+            model, FLAGS.output, FLAGS.quantize, cal, FLAGS.io_dtype, config=config,
+            input_size=size, qat_kwargs={"epochs": FLAGS.qat_epochs, "steps": FLAGS.qat_steps},
+            log=lambda m: print(m, file=sys.stderr))
+    except ValueError as e:
+        sys.exit(f"export_tflite: {e}")
+    print(json.dumps({"output": FLAGS.output, "quantize": FLAGS.quantize,
+                      "size_bytes": side["size_bytes"], "validation": side["validation"]}))
+
+
+if __name__ == "__main__":
+    app.run(main)
