@@ -88,3 +88,9 @@ def is_chief() -> bool:
         return True
     has_chief = bool(tf_config.get("cluster", {}).get("chief"))
     return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and not has_chief
+
+
+def task_index() -> int:
+    """This worker's index in TF_CONFIG (0 without one)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    return int(tf_config.get("task", {}).get("index", 0))

@@ -138,7 +138,11 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     min_area = (32 * 32 * (task.input_size[0] / 512) ** 2) if config.dataset == "synthetic" else None
     source = task.source(paths.train_annotations, paths.train_images, min_area)
     steps = config.steps_per_epoch or max(1, len(source) // config.batch_size)
+    # Every worker backs up its own state (a shared file system must not see two
+    # writers); the chief's lives in backup/, worker i's in backup/worker_i.
     backup_dir = os.path.join(config.model_dir, "backup")
+    if not chief:
+        backup_dir = os.path.join(backup_dir, f"worker_{distribute.task_index()}")
     start_epoch = _backup_epoch(backup_dir)
     train_ds = task.dataset(source, config, start_index=start_epoch * steps * config.batch_size)
 

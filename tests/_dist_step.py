@@ -1,0 +1,55 @@
+"""Subprocess: one SGD step of a tiny IMHN on the same global batch, on one
+device and under MirroredStrategy over 2 logical CPUs; prints the max |dw|.
+
+BatchNorm runs in inference mode here (frozen): without synchronised BN each
+replica normalises with its half-batch statistics, which legitimately changes
+the gradients. What this checks is the distributed gradient aggregation and
+global-batch loss scaling, which must agree to float precision.
+"""
+import numpy as np
+import tensorflow as tf
+
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+
+from keras_pose.models import presets  # noqa: E402
+from keras_pose.tasks import get_task  # noqa: E402
+
+
+def step(strategy, x, ys, init):
+    cfg = presets.get_preset("imhn_test")
+    task = get_task("bottom_up", cfg)
+    with strategy.scope():
+        model = presets.from_preset("imhn_test")
+        model.set_weights(init)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        losses, weights = task.losses("focal_l2", model)
+        model.compile(keras.optimizers.SGD(1e-4, momentum=0.9), loss=losses,
+                      loss_weights=weights, jit_compile=False)
+    ds = tf.data.Dataset.from_tensors((x, ys))
+    model.fit(ds, epochs=1, verbose=0)
+    return model.get_weights()
+
+
+def main():
+    keras.utils.set_random_seed(0)
+    init = presets.from_preset("imhn_test").get_weights()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 64, 64, 3)).astype(np.float32)
+    shapes = [(16, 16), (8, 8), (4, 4)]
+    ys = tuple(np.concatenate([rng.uniform(0, 1, (8, h, w, 50)).astype(np.float32),
+                               (rng.uniform(0, 1, (8, h, w, 1)) > 0.2).astype(np.float32)], -1)
+               for h, w in shapes)
+    one = step(tf.distribute.OneDeviceStrategy("/cpu:0"), x, ys, init)
+    two = step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), x, ys, init)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(one, init))
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(one, two))
+    print(f"RESULT moved={moved:.3e} diff={diff:.3e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
