@@ -1,0 +1,91 @@
+r"""Evaluate a trained model with pycocotools (COCO keypoint AP/AR).
+
+  # bottom-up, on the held-out synthetic split of a quickstart run
+  python training/evaluate.py --model_dir runs/quickstart
+  # bottom-up on COCO val2017, 2 scales + flip
+  python training/evaluate.py --model_dir runs/imhn --images_dir coco/val2017 \
+      --annotations coco/annotations/person_keypoints_val2017.json --scales 1,1.5 --flip
+  # top-down from detector boxes (or --boxes gt)
+  python training/evaluate.py --model_dir runs/fp --task top_down \
+      --images_dir coco/val2017 --annotations ... --boxes dets.json
+
+Writes the COCO results JSON (--output, default <model_dir>/results.json) and
+prints the AP/AR table. --max_images for quick checks.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+F = flags.FLAGS
+flags.DEFINE_string("model_dir", None, "Training output folder (model.keras + config.json).")
+flags.DEFINE_string("model", None, "A .keras file instead of --model_dir (needs --preset).")
+flags.DEFINE_string("preset", None, "Preset of --model (default: from config.json).")
+flags.DEFINE_enum("task", None, ["bottom_up", "top_down"], "Default: from config.json.")
+flags.DEFINE_string("images_dir", None, "Images (default: the run's validation images).")
+flags.DEFINE_string("annotations", None, "person_keypoints JSON (default: the run's val split).")
+flags.DEFINE_string("boxes", "gt", "Top-down: 'gt' or a detections JSON (COCO results format).")
+flags.DEFINE_float("box_score_threshold", 0.0, "Top-down: drop detections below this score.")
+flags.DEFINE_list("scales", ["1"], "Bottom-up: multipliers of the input height.")
+flags.DEFINE_integer("input_height", None, "Bottom-up letterbox height for models of any size.")
+flags.DEFINE_boolean("flip", False, "Average with the mirrored image.")
+flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
+flags.DEFINE_string("output", None, "Results JSON path.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        stats = run()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}))
+
+
+def run() -> dict:
+    from keras_pose import train_lib
+    from keras_pose.export_lib import load_keras_model
+    from keras_pose.models import presets
+    from keras_pose.tasks import get_task
+    from keras_pose.train_config import TrainConfig
+
+    if not (F.model_dir or F.model):
+        raise ValueError("give --model_dir or --model")
+    config = TrainConfig.load(os.path.join(F.model_dir, "config.json")) if F.model_dir \
+        else TrainConfig(preset=F.preset or "imhn_tiny")
+    config = config.replace(**{k: v for k, v in (("task", F.task), ("preset", F.preset)) if v})
+    model, _ = load_keras_model(model_path=F.model, model_dir=F.model_dir)
+    task = get_task(config.task, presets.get_preset(config.preset))
+    annotations, images_dir = F.annotations, F.images_dir
+    if not (annotations and images_dir):
+        paths = train_lib.prepare_data(config, task.input_size)
+        annotations, images_dir = annotations or paths.val_annotations, images_dir or paths.val_images
+    for p in (annotations, images_dir):
+        if not p or not os.path.exists(p):
+            raise FileNotFoundError(f"{p}: not found (pass --annotations and --images_dir)")
+    output = F.output or os.path.join(F.model_dir or ".", "results.json")
+    if config.task == "top_down":
+        from keras_pose.evaluation.coco_eval import print_stats
+        from keras_pose.evaluation.topdown import evaluate_topdown
+
+        _, stats = evaluate_topdown(task.inference_model(model), task.codec, annotations,
+                                    images_dir, boxes=F.boxes, flip=F.flip,
+                                    score_threshold=F.box_score_threshold,
+                                    max_images=F.max_images, results_path=output)
+        print_stats(stats)
+        return stats
+    from keras_pose.evaluation.bottom_up import evaluate_bottom_up
+
+    _, stats = evaluate_bottom_up(model, task.codec, annotations, images_dir,
+                                  input_height=F.input_height,
+                                  scales=tuple(float(s) for s in F.scales), flip=F.flip,
+                                  max_images=F.max_images, results_path=output, print_table=True)
+    return stats
+
+
+if __name__ == "__main__":
+    app.run(main)
