@@ -252,3 +252,27 @@ def test_keras_model_path_through_predictor_and_evaluation(sample):
     with pytest.raises(ValueError, match="expected"):
         TopDownPredictor(lambda imgs: np.zeros((1, 16, 12)), codec).predict(
             np.zeros((100, 100, 3), np.uint8), [[10, 10, 50, 50]])
+
+
+@pytest.mark.slow
+def test_fasterpose_tiny_trains_on_the_pipeline_and_evaluates(coco_source, sample):
+    """Preset -> RCE fit on topdown_dataset (2 steps) -> sigmoid model -> detector-box AP."""
+    keras = pytest.importorskip("keras")
+    from keras_pose.data.topdown_pipeline import topdown_dataset
+    from keras_pose.losses import RCELoss
+    from keras_pose.models.fasterpose import fasterpose_inference_model
+    from keras_pose.models.presets import from_preset
+
+    ann, img_dir, _ = sample
+    keras.utils.set_random_seed(0)
+    model = from_preset("fasterpose_tiny")
+    hm = tuple(int(d) for d in model.outputs[0].shape[1:3])
+    codec = HeatmapCodec(input_size=tuple(int(d) for d in model.inputs[0].shape[1:3]), heatmap_size=hm)
+    ds = topdown_dataset(coco_source, codec, batch_size=4, training=True, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=RCELoss(), jit_compile=False)
+    hist = model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all()
+    _, stats = evaluate_topdown(fasterpose_inference_model(model), codec, ann, img_dir,
+                                boxes=img_dir / "test_coco_det_AP_H_56.json", max_images=1,
+                                progress=False)
+    assert stats["boxes"] > 0 and stats["num_results"] > 0 and 0.0 <= stats["AP"] <= 1.0
