@@ -121,8 +121,32 @@ class BottomUpLoader:
                                      ignore, M, p.flip, self.codec.spec, out_size=self.input_size)
         targets = self.codec.encode(out.keypoints, self.input_size, out.person_mask, out.ignore_mask)
         levels = self.codec.pyramid(targets)
-        packed = [np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1) for lv in levels]
-        return True, out.image, packed
+        packed = [np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1,
+                                 out=_aligned_empty(lv["heatmaps"].shape[:2] + (shp[-1],)))
+                  for lv, shp in zip(levels, self.target_shapes)]
+        image = out.image
+        if image.ctypes.data % _ALIGN:
+            image = _aligned_copy(image)
+        return True, image, packed
+
+
+# TensorFlow wraps a NumPy result without copying only when its buffer is
+# 64-byte aligned (Eigen's alignment); large NumPy arrays are 16-byte aligned.
+# Aligned outputs save one copy of ~4 MB per 512 x 512 sample (~15% of tf.data's share).
+_ALIGN = 64
+
+
+def _aligned_empty(shape, dtype=np.float32) -> np.ndarray:
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.empty(nbytes + _ALIGN, np.uint8)
+    off = (-buf.ctypes.data) % _ALIGN
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
+def _aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = _aligned_empty(a.shape, a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def _index_dataset(n: int, shuffle: bool, seed: int, repeat: bool):
@@ -206,9 +230,11 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
 
     ds = ds.map(tf_load, num_parallel_calls=calls, deterministic=deterministic)
     ds = ds.filter(lambda ok, image, targets: ok)
-    ds = ds.map(lambda ok, image, targets: (tf.cast(image, tf.float32), targets),
-                num_parallel_calls=calls, deterministic=deterministic)
-    ds = ds.batch(batch_size, drop_remainder=True).prefetch(autotune)
+    ds = ds.map(lambda ok, image, targets: (image, targets))
+    ds = ds.batch(batch_size, drop_remainder=True)
+    # uint8 through the queue (4x less to copy), one vectorised cast per batch
+    ds = ds.map(lambda images, targets: (tf.cast(images, tf.float32), targets))
+    ds = ds.prefetch(autotune)
 
     options = tf.data.Options()
     options.deterministic = deterministic
