@@ -15,6 +15,9 @@ _LAZY = {
     "hsv_tint": "keras_pose.data.transforms",
     "bottom_up_dataset": "keras_pose.data.pipeline",
     "bottom_up_eval_dataset": "keras_pose.data.pipeline",
+    "BottomUpLoader": "keras_pose.data.pipeline",
+    "topdown_dataset": "keras_pose.data.topdown_pipeline",
+    "generate_dataset": "keras_pose.data.synthetic",
 }
 
 __all__ = sorted(_LAZY)
@@ -24,3 +27,7 @@ def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'keras_pose.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
