@@ -221,6 +221,14 @@ def test_topdown_dataset_batches_and_determinism(coco_source):
         return [np.asarray(t) for t in next(iter(ds))]
 
     a, b, c = first(7), first(7), first(8)
+    # Resuming after one batch of 4 draws gives exactly the uninterrupted second batch.
+    full = topdown_dataset(coco_source, codec, batch_size=4, training=True, seed=7, deterministic=True)
+    it = iter(full)
+    next(it)
+    second = np.asarray(next(it)[1])
+    resumed = topdown_dataset(coco_source, codec, batch_size=4, training=True, seed=7,
+                              deterministic=True, start_index=4)
+    np.testing.assert_array_equal(np.asarray(next(iter(resumed))[1]), second)
     assert a[0].dtype == np.float32 and a[1].shape == (4, 16, 12, 34)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])

@@ -143,7 +143,7 @@ def topdown_dataset(source, codec: HeatmapCodec, batch_size: int, training: bool
                     shuffle: Optional[bool] = None, repeat: Optional[bool] = None,
                     deterministic: bool = False, seed: int = 0, num_parallel_calls=None,
                     augment_config: Optional[CropAugmentConfig] = None,
-                    input_context=None):
+                    input_context=None, start_index: int = 0):
     """The top-down tf.data.Dataset.
 
     Args:
@@ -155,6 +155,8 @@ def topdown_dataset(source, codec: HeatmapCodec, batch_size: int, training: bool
             one ordered pass with the last partial batch kept.
         deterministic: keep the parallel map's order (the draws are per
             (seed, epoch, index) either way).
+        start_index: skip this many (epoch, index) draws of the sample stream
+            before loading anything, so a resumed run continues where it stopped.
 
     Returns:
         Dataset of ``(images (B, H, W, 3) float32, targets (B, h, w, 2K) float32)``,
@@ -174,6 +176,10 @@ def topdown_dataset(source, codec: HeatmapCodec, batch_size: int, training: bool
     calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
 
     ds = _index_dataset(len(loader), shuffle, loader.seed, repeat)
+    if start_index < 0:
+        raise ValueError(f"start_index must be >= 0, got {start_index}")
+    if start_index:
+        ds = ds.skip(int(start_index))   # cheap: indices only, nothing is loaded
     if input_context is not None:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
