@@ -284,3 +284,15 @@ def test_fasterpose_tiny_trains_on_the_pipeline_and_evaluates(coco_source, sampl
                                 boxes=img_dir / "test_coco_det_AP_H_56.json", max_images=1,
                                 progress=False)
     assert stats["boxes"] > 0 and stats["num_results"] > 0 and 0.0 <= stats["AP"] <= 1.0
+
+
+def test_missing_image_is_skipped_and_counted(sample, tmp_path):
+    import shutil
+
+    ann, img_dir, gt = sample
+    for f in img_dir.glob("*.jpg"):
+        if f.name != "000000000785.jpg":
+            shutil.copy(f, tmp_path / f.name)
+    codec = HeatmapCodec(heatmap_size=(16, 12))
+    results, stats = evaluate_topdown(GtOracle(gt, codec), codec, ann, tmp_path, progress=False)
+    assert stats["bad_image"] == 1 and stats["num_results"] == 11 and stats["AP"] > 0.8

@@ -127,16 +127,27 @@ def load_boxes(boxes, gt, image_ids, score_threshold: float = 0.0):
     return out, counts
 
 
-def collect_crops(gt, images_dir, boxes_by_image, codec: HeatmapCodec, progress: bool = False):
-    """Generator of (CropRecord, crop) over all images, reading each image once (RGB)."""
-    from keras_pose.inference.preprocess import load_image
+def collect_crops(gt, images_dir, boxes_by_image, codec: HeatmapCodec, progress: bool = False,
+                  counts: Optional[dict] = None):
+    """Generator of (CropRecord, crop) over all images, reading each image once (RGB).
+
+    An unreadable image is skipped with a warning and counted in
+    ``counts["bad_image"]`` (its boxes then yield no poses).
+    """
+    from keras_pose.inference.preprocess import ImageReadError, load_image
 
     ids = [i for i in sorted(boxes_by_image) if boxes_by_image[i]]
     if progress:
         from tqdm import tqdm
         ids = tqdm(ids, desc="top-down eval", unit="img")
     for iid in ids:
-        image = load_image(os.path.join(os.fspath(images_dir), gt.imgs[iid]["file_name"]))
+        try:
+            image = load_image(os.path.join(os.fspath(images_dir), gt.imgs[iid]["file_name"]))
+        except ImageReadError as e:
+            log.warning("skipping image %s: %s", iid, e)
+            if counts is not None:
+                counts["bad_image"] = counts.get("bad_image", 0) + 1
+            continue
         bx = [b for b, _ in boxes_by_image[iid]]
         sc = [s for _, s in boxes_by_image[iid]]
         yield from iter_crops(image, iid, bx, sc, codec)
@@ -182,15 +193,16 @@ def evaluate_topdown(model_or_predict_fn, codec: HeatmapCodec, annotations, imag
     Returns:
         (results, stats): COCO results dicts, and {"AP", "AP50", ..., "ARl",
         "num_images", "num_results", "boxes", "nan_score", "below_threshold",
-        "bad_box", "not_person", "unknown_image"} (+ "message" when nothing
-        could be evaluated).
+        "bad_box", "not_person", "unknown_image", "bad_image"} (+ "message"
+        when nothing could be evaluated).
     """
     gt = load_coco_gt(annotations)
     image_ids = sorted(gt.getImgIds())
     if max_images is not None:
         image_ids = image_ids[:int(max_images)]
     boxes_by_image, counts = load_boxes(boxes, gt, image_ids, score_threshold)
-    crops = collect_crops(gt, images_dir, boxes_by_image, codec, progress)
+    counts["bad_image"] = 0
+    crops = collect_crops(gt, images_dir, boxes_by_image, codec, progress, counts)
     pairs = predict_crops(model_or_predict_fn, codec, crops, batch_size, flip)
     results = poses_to_results(pairs, codec.spec.sigmas, oks_nms_threshold)
     stats = dict(evaluate_keypoints(results, gt, image_ids=image_ids, sigmas=codec.spec.sigmas))
