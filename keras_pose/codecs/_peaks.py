@@ -62,7 +62,7 @@ def axis_taps(size: int, stride: int) -> tuple:
 
 
 @functools.lru_cache(maxsize=16)
-def patch_operator(stride: int, radius: int, reach: int = 2) -> tuple:
+def patch_operator(stride: int, radius: int, reach: int = 1) -> tuple:
     """The fixed upsampling operator of a peak patch around one seed cell.
 
     Around seed cell q, full-res pixels s*q + d for d in ``offsets`` are the
@@ -139,16 +139,29 @@ class CubicSampler:
         return out.reshape(self.height, self.width, count)
 
 
+# A cell that is a 1-D maximum across x or y and within this fraction of its 3x3
+# maximum also seeds a patch: where two same-type blobs overlap (max-combined, so
+# the surface has a crease) the weaker top need not be a 3x3 maximum at stride s
+# although it is one at full resolution.
+NEAR_TOP = 0.9
+
+
 def _seeds(maps: np.ndarray, low: float) -> tuple:
-    """(h, w, T) maps (a channel slice is fine) -> (rows, cols, types) of cells >= low
-    that are >= their 8 neighbours (out-of-map neighbours ignored, which is what
-    reflect padding gives for a 3x3 max)."""
+    """(h, w, T) maps (a channel slice is fine) -> (rows, cols, types) of seed cells.
+
+    A seed is >= low and either >= its 8 neighbours, or a 1-D maximum along a
+    row or column within NEAR_TOP of its 3x3 maximum. Out-of-map neighbours are
+    ignored (what reflect padding gives for a 3x3 max).
+    """
     h, w, t = maps.shape
     flat = np.flatnonzero(maps >= low)
-    if flat.size * 8 > maps.size:  # dense (noise): one 3x3 dilation is cheaper
+    if flat.size * 8 > maps.size:  # dense (noise): dilations are cheaper
         m = np.ascontiguousarray(maps)
-        dil = cv2.dilate(m, np.ones((3, 3), np.uint8)).reshape(h, w, t)
-        flat = np.flatnonzero((m >= dil) & (m >= low))
+        d3 = cv2.dilate(m, np.ones((3, 3), np.uint8)).reshape(h, w, t)
+        dx = cv2.dilate(m, np.ones((1, 3), np.uint8)).reshape(h, w, t)
+        dy = cv2.dilate(m, np.ones((3, 1), np.uint8)).reshape(h, w, t)
+        keep = (m >= d3) | (((m >= dx) | (m >= dy)) & (m >= NEAR_TOP * d3))
+        flat = np.flatnonzero(keep & (m >= low))
         cell, st = np.divmod(flat, t)
         sr, sq = np.divmod(cell, w)
         return sr, sq, st
@@ -158,11 +171,15 @@ def _seeds(maps: np.ndarray, low: float) -> tuple:
     v = m2[cell, st]
     rows = (np.maximum(sr - 1, 0) * w, sr * w, np.minimum(sr + 1, h - 1) * w)
     cols = (np.maximum(sq - 1, 0), sq, np.minimum(sq + 1, w - 1))
-    keep = np.ones(flat.size, bool)
+    nb = {}
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
             if i != 1 or j != 1:
-                keep &= v >= m2[r + c, st]
+                nb[i, j] = m2[r + c, st]
+    top = np.maximum.reduce(list(nb.values()))
+    along_x = (v >= nb[1, 0]) & (v >= nb[1, 2])
+    along_y = (v >= nb[0, 1]) & (v >= nb[2, 1])
+    keep = (v >= top) | ((along_x | along_y) & (v >= NEAR_TOP * top))
     return sr[keep], sq[keep], st[keep]
 
 
@@ -193,9 +210,9 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
     if sr.size == 0:
         return empty
     # Bound the patch work on pathological (noisy) maps: keep the strongest
-    # max_candidates seeds per type (each patch spans 4 x 4 cells and may hold
-    # several peaks; the final cap is applied to the refined scores below).
-    keep_seeds = max_candidates
+    # 3 * max_candidates seeds per type (a blob top has 1-4 seeds; the final cap
+    # is applied to the refined scores below).
+    keep_seeds = 3 * max_candidates
     counts = np.bincount(st, minlength=t)
     if counts.max() > keep_seeds:
         order = np.lexsort((-maps[sr, sq, st], st))
