@@ -49,6 +49,16 @@ def test_same_seed_gives_identical_bytes(dataset, tmp_path):
     assert _files(dataset, "val")[0].read_bytes() != _files(dataset, "train")[0].read_bytes()
 
 
+def test_worker_processes_give_the_same_files(dataset, tmp_path):
+    par = syn.generate_dataset(tmp_path, 20, 6, seed=3, image_size=SIZE, num_workers=2,
+                               progress=False)
+    for split in ("train", "val"):
+        assert (pathlib.Path(par[f"{split}_annotations"]).read_bytes()
+                == pathlib.Path(dataset[f"{split}_annotations"]).read_bytes())
+        assert [f.read_bytes() for f in _files(par, split)] == \
+            [f.read_bytes() for f in _files(dataset, split)]
+
+
 def test_coco_layout_and_fields(dataset):
     doc = json.loads(pathlib.Path(dataset["train_annotations"]).read_text())
     (cat,) = doc["categories"]

@@ -167,6 +167,10 @@ def _scene_rng(seed: int, split: str, index: int):
     return np.random.default_rng(np.random.SeedSequence([int(seed), _SPLITS[split], int(index)]))
 
 
+def _worker_init():
+    cv2.setNumThreads(1)   # the pool is the parallelism
+
+
 def _render_one(args):
     seed, split, index, size, cfg_dict = args
     cfg = SyntheticConfig.from_dict(cfg_dict)
@@ -193,7 +197,13 @@ def _write_split(out_dir, split, n, seed, size, cfg, num_workers, progress):
     os.makedirs(img_dir, exist_ok=True)
     jobs = [(seed, split, i, size, cfg.to_dict()) for i in range(n)]
     images, annotations = [], []
-    pool = multiprocessing.get_context("spawn").Pool(num_workers) if num_workers > 0 else None
+    pool = None
+    if num_workers > 0:
+        # fork is cheap and works from any __main__ (stdin, notebooks); spawn is the
+        # safe choice once TensorFlow's threads exist in this process.
+        method = ("fork" if "fork" in multiprocessing.get_all_start_methods()
+                  and "tensorflow" not in sys.modules else "spawn")
+        pool = multiprocessing.get_context(method).Pool(num_workers, initializer=_worker_init)
     try:
         results = pool.imap(_render_one, jobs, chunksize=8) if pool else map(_render_one, jobs)
         if progress:
