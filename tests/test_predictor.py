@@ -211,6 +211,10 @@ def test_tiny_imhn_training_model(coco_sample_dir):
     model = imhn.build_imhn(cfg)
     pred = PosePredictor(model, input_height=64, flip=True)
     assert pred.fixed_size is None  # cloned for the height letterbox
+    # Regression: a fresh model fed padded widths 448 then 384 crashed in the dilated
+    # stem when Keras re-traced predict with relaxed shapes (one function per size now).
+    wide = [pred.predict(np.full((64, w, 3), 90, np.uint8)) for w in (420, 380)]
+    assert [p.keypoints.shape[1:] for p in wide] == [(17, 3), (17, 3)]
     img = load_image(coco_sample_dir / "000000040083.jpg")  # 333 x 500
     crop = np.ascontiguousarray(img[100:164, 200:264])
     # Raw network maps of a 64 x 64 input (no resize, no padding) == the s1_x0 head.

@@ -27,6 +27,7 @@ __all__ = ["PosePredictor", "decode_to_original"]
 
 _OUTPUT_NAME = re.compile(r"^s(\d+)_x(\d+)$")
 _CHUNK_IMAGES = 16  # images per model.predict round in predict(list): bounds memory
+_MAX_PREDICT_FNS = 32  # traced predict functions kept (one per letterboxed input size)
 
 
 def _h(m):
@@ -168,7 +169,26 @@ class PosePredictor:
         # A sub-model with only the needed output: predict returns one array.
         self.net = model if len(model.outputs) == 1 else keras.Model(model.inputs, out)
         self.fixed_batch = shape[0]
+        self._predict_fns = collections.OrderedDict()
         self.fixed_size = (int(shape[1]), int(shape[2])) if None not in shape[1:3] else None
+
+    def _predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """``net.predict`` with one Keras predict function per input size.
+
+        Keras traces ``predict`` with ``reduce_retracing``: after a second input
+        size it re-traces with (None) spatial dims, and in TF 2.21 dilated convs
+        (the IMHN stem) traced that way reuse the SpaceToBatch padding of the
+        first size and fail ("padded_shape ... is not divisible by
+        block_shape"). Letterboxed sizes are few (multiples of 64), so each gets
+        its own function, traced with static shapes.
+        """
+        key = tuple(x.shape[1:3])
+        self.net.predict_function = self._predict_fns.pop(key, None)  # None: Keras makes one
+        out = self.net.predict(x, batch_size=batch_size, verbose=0)
+        self._predict_fns[key] = self.net.predict_function
+        while len(self._predict_fns) > _MAX_PREDICT_FNS:
+            self._predict_fns.popitem(last=False)  # least recently used
+        return np.asarray(out)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) uint8 -> (n, H/s, W/s, C) float32 maps."""
@@ -179,10 +199,10 @@ class PosePredictor:
             pad = (-n) % b
             if pad:
                 x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-            out = np.concatenate([np.asarray(self.net.predict(x[i:i + b], verbose=0))
+            out = np.concatenate([self._predict(x[i:i + b], b)
                                   for i in range(0, x.shape[0], b)])[:n]
         else:
-            out = np.asarray(self.net.predict(x, batch_size=self.batch_size, verbose=0))
+            out = self._predict(x, self.batch_size)
         expect = (batch.shape[1] // self.stride, batch.shape[2] // self.stride)
         if out.ndim != 4 or out.shape[1:3] != expect:
             raise ValueError(f"model output {out.shape[1:3]} for a {batch.shape[1:3]} input; "
