@@ -4,6 +4,8 @@ Tiny models only (imhn_test: 1 stack, order 2, width 16, 64x64; MobileNetV2
 alpha 0.35 at 128x96); the paper-size IMHN is built once, in a slow test.
 """
 import functools
+import subprocess
+import sys
 
 import keras  # Keras 3 first (TF_STACK.md Q2); tf_keras is imported inside one test only
 import numpy as np
@@ -253,6 +255,17 @@ def test_fasterpose_upscale(upscale, size):
 
 def test_fasterpose_roundtrip(tmp_path, fp_tiny):
     assert_keras_roundtrip(fp_tiny, _rgb((1, 128, 96, 3)), tmp_path, atol=1e-5)
+
+
+def test_saved_fasterpose_loads_in_fresh_process_after_importing_models(tmp_path, fp_tiny):
+    """``import keras_pose.models`` alone must register DepthToSpace for load_model."""
+    path = tmp_path / "fp.keras"
+    fp_tiny.save(path)
+    code = ("import keras, keras_pose.models; "
+            f"m = keras.saving.load_model({str(path)!r}); print(m.output_shape)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "(None, 32, 24, 17)" in res.stdout
 
 
 def test_simple_baseline_tiny():

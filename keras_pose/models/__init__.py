@@ -1,9 +1,14 @@
 """Models: IMHN (bottom-up), FasterPose and SimpleBaseline (top-down), presets, FLOPs.
 
-Names resolve lazily, so ``import keras_pose.models`` (and the configs and
-preset listing) do not import TensorFlow; builders import Keras on first use.
+Builders, configs and presets resolve lazily. The one eager import is
+``blocks``: it registers the custom ``DepthToSpace`` layer with Keras, which a
+``.keras`` file holding a FasterPose model needs before ``load_model`` (Keras
+does not import third-party modules named in a saved config). So importing
+this package imports Keras; the TF-free runtime path never imports it.
 """
 import importlib
+
+from keras_pose.models import blocks  # noqa: F401  (registers keras_pose>DepthToSpace)
 
 _LAZY = {
     "IMHNConfig": "keras_pose.models.configs",
