@@ -159,6 +159,11 @@ def test_bad_json_names_the_file(tmp_path):
         CocoKeypoints(tmp_path / "nothere.json", tmp_path)
 
 
+def test_missing_images_folder(tmp_path, coco_sample_dir):
+    with pytest.raises(ValueError, match="images folder not found: .*train2017"):
+        CocoKeypoints(coco_sample_dir / "test_coco.json", tmp_path / "train2017")
+
+
 def test_missing_images_counted_and_skipped(tmp_path, coco_sample_dir, caplog):
     for f in list(coco_sample_dir.glob("*.jpg"))[:3]:
         shutil.copy(f, tmp_path / f.name)

@@ -101,7 +101,9 @@ class CocoKeypoints:
 
     Raises:
         ValueError: the file is missing, not valid JSON, or has no person
-            keypoint annotations (the message names the file).
+            keypoint annotations, or the images folder does not exist (the
+            message names the file). Individual missing images are only
+            counted (``missing_images``) and logged, and left out.
     """
 
     def __init__(self, annotations, images_dir, main_min_area: float = MIN_MAIN_AREA):
@@ -111,6 +113,9 @@ class CocoKeypoints:
         self.annotations_path = str(annotations)
         self.images_dir = str(images_dir)
         data = _load_json(self.annotations_path)
+        if not os.path.isdir(self.images_dir):
+            raise ValueError(f"images folder not found: {self.images_dir} "
+                             f"(for {self.annotations_path})")
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             from pycocotools.coco import COCO
             self.coco = COCO()
