@@ -147,6 +147,14 @@ def test_hsv_tint():
     assert out.shape == img.shape and out.dtype == np.uint8
     assert not np.array_equal(out, img)
     np.testing.assert_array_equal(out, hsv_tint(img, np.random.default_rng(7)))
+    # the §2.2 formula, written out: shift each HSV channel, clip H to 179 and S, V to 255
+    for seed in range(4):
+        hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(int)
+        r = np.random.default_rng(seed)
+        d = [r.integers(-10, 11), r.integers(-20, 61), r.integers(-20, 41)]
+        want = np.stack([np.clip(hsv[..., k] + d[k], 0, top) for k, top in enumerate((179, 255, 255))], -1)
+        want = cv2.cvtColor(want.astype(np.uint8), cv2.COLOR_HSV2RGB)
+        np.testing.assert_array_equal(hsv_tint(img, np.random.default_rng(seed)), want)
     # zero ranges leave the image as the HSV round trip does
     still = hsv_tint(img, rng, AugmentConfig(hue_range=(0, 0), sat_range=(0, 0), val_range=(0, 0)))
     assert np.abs(still.astype(int) - img).max() <= 8

@@ -200,11 +200,13 @@ def hsv_tint(image, rng: np.random.Generator, config: AugmentConfig | None = Non
     V += U{-20..40}, clipped to [0, 255]. Returns a new uint8 RGB image.
     """
     c = config or AugmentConfig()
-    hsv = cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2HSV).astype(np.int16)
     deltas = [int(rng.integers(lo, hi + 1)) for lo, hi in (c.hue_range, c.sat_range, c.val_range)]
-    for ch, (d, top) in enumerate(zip(deltas, (179, 255, 255))):
-        hsv[..., ch] = np.clip(hsv[..., ch] + d, 0, top)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    # One 3-channel lookup table does the shift and the clip per channel.
+    ramp = np.arange(256, dtype=np.int32)
+    lut = np.stack([np.clip(ramp + d, 0, top) for d, top in zip(deltas, (179, 255, 255))], axis=-1)
+    hsv = cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2HSV)
+    hsv = cv2.LUT(hsv, lut.astype(np.uint8).reshape(256, 1, 3))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def letterbox(*args, **kwargs):
