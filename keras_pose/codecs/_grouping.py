@@ -51,49 +51,69 @@ def _pairs(types, num_types, limb_from, limb_to):
     return limb, ia, ib, special, counts
 
 
-def _sample_points(a, b, n, s):
-    """np.linspace(a, b, n)[s] for (P,) pairs and (S,) sample indices -> (P, S) float64.
+class _Segments:
+    """Candidate segments of every pair and their limb-map reads (§5.4).
 
-    Same arithmetic as NumPy (start + s * step, the last point exactly b), so the
-    half-to-even rounding to pixels matches the authors' bit for bit.
+    Sample s of a pair with n samples sits at np.linspace(a, b, n)[s], computed
+    with NumPy's own arithmetic (a + s * step, the end point exactly b) so that
+    the half-to-even rounding to pixels matches the authors' bit for bit. No
+    clipping is needed: the endpoints lie inside the input (refined peaks move
+    at most ``radius`` and only where the window fits), so do their rounded
+    convex combinations. Values come from sparse bicubic taps, or, when the
+    image needs many samples (noise, big crowds), from one cv2 upsampling of all
+    limb channels.
     """
-    step = (b - a) / np.maximum(n - 1, 1)
-    v = s * step[:, None] + a[:, None]
-    last = (s == (n - 1)[:, None]) & (n > 1)[:, None]
-    return np.where(last, b[:, None], v)
 
-
-def _read(reader, q, s_idx, xy, ia, ib, n, limb):
-    """Limb-map values at samples s_idx of pairs q.
-
-    Returns (values (P, S) float32, valid (P, S) bool: s < n of the pair).
-    Positions are rounded half-to-even to integer input pixels (§5.4).
-    """
-    a, b, nq = ia[q], ib[q], n[q]
-    valid = s_idx < nq[:, None]
-    s = np.minimum(s_idx, (nq - 1)[:, None])        # invalid slots re-read a valid sample
-    x = np.rint(_sample_points(xy[a, 0], xy[b, 0], nq, s)).astype(np.int64)
-    y = np.rint(_sample_points(xy[a, 1], xy[b, 1], nq, s)).astype(np.int64)
-    # No clipping needed: the endpoints lie inside the input (refined peaks move
-    # at most ``radius`` and only where the window fits), so do their rounded
-    # convex combinations.
-    k = np.broadcast_to(limb[q][:, None], x.shape)
-    return reader.read(k.ravel(), x.ravel(), y.ravel()).reshape(x.shape), valid
-
-
-class _LimbReader:
-    """Upsampled limb-map values at integer pixels: sparse bicubic taps, or (many
-    samples: noise, big crowds) one cv2 upsampling of all limb channels."""
-
-    def __init__(self, sampler, channel_offset, num_limbs, dense):
-        self.width, self.height = sampler.width, sampler.height
+    def __init__(self, sampler, xy, ia, ib, n, limb, channel_offset, num_limbs, dense):
+        self.x0, self.y0 = xy[ia, 0], xy[ia, 1]
+        self.x1, self.y1 = xy[ib, 0], xy[ib, 1]
+        div = np.maximum(n - 1, 1)
+        self.dx, self.dy = (self.x1 - self.x0) / div, (self.y1 - self.y0) / div
+        self.n, self.limb, self.smax = n, limb, int(n.max())
         self.sampler, self.offset, self.num_limbs = sampler, channel_offset, num_limbs
+        self.width = sampler.width
         self.full = sampler.full_block(channel_offset, num_limbs).reshape(-1) if dense else None
 
-    def read(self, k, x, y):
-        if self.full is None:
-            return self.sampler.sample(k + self.offset, x, y)
-        return self.full.take((y * self.width + x) * self.num_limbs + k)
+    def _values(self, q, s, last):
+        """(P, S) values at sample indices s (P, S) or (S,); ``last`` marks end points
+        ((P, S) bool, or (S,) bool when every pair has smax samples)."""
+        x = s * self.dx[q][:, None] + self.x0[q][:, None]
+        y = s * self.dy[q][:, None] + self.y0[q][:, None]
+        if last.ndim == 1:  # end points sit in known columns
+            x[:, last] = self.x1[q][:, None]
+            y[:, last] = self.y1[q][:, None]
+        else:
+            x = np.where(last, self.x1[q][:, None], x)
+            y = np.where(last, self.y1[q][:, None], y)
+        k = self.limb[q][:, None]
+        if self.full is not None:  # one gather from the upsampled limb maps
+            idx = np.rint(y) * self.width
+            idx += np.rint(x)
+            idx *= self.num_limbs
+            idx += k
+            return self.full.take(idx.astype(np.int32) if self.full.size < 2**31 else idx.astype(np.int64))
+        xi, yi = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+        k = np.broadcast_to(k + self.offset, xi.shape)
+        return self.sampler.sample(k.ravel(), xi.ravel(), yi.ravel()).reshape(xi.shape)
+
+    def read(self, q, s_idx, thre2):
+        """Pairs q at samples s_idx -> (failures <= thre2 (P,), sum of values (P,) float64)."""
+        fails = np.zeros(q.size, np.int64)
+        total = np.zeros(q.size, np.float64)
+        full = self.n[q] == self.smax
+        if self.smax > 1 and full.any():  # the common case: no per-pair masks
+            v = self._values(q[full], s_idx, s_idx == self.smax - 1)
+            fails[full] = (v <= thre2).sum(1)
+            total[full] = v.sum(1, dtype=np.float64)
+        short = ~full if self.smax > 1 else np.ones(q.size, bool)
+        if short.any():
+            qs, ns = q[short], self.n[q[short]][:, None]
+            valid = s_idx < ns
+            s = np.minimum(s_idx, ns - 1)               # invalid slots re-read a valid one
+            v = self._values(qs, s, (s == ns - 1) & (ns > 1))
+            fails[short] = ((v <= thre2) & valid).sum(1)
+            total[short] = np.where(valid, v, 0).sum(1, dtype=np.float64)
+        return fails, total
 
 
 def _greedy_matching(key_a, key_b, num_keys: int) -> np.ndarray:
@@ -166,18 +186,18 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     n = np.minimum(np.rint(length + 1), cfg.max_limb_samples).astype(np.int64)
     # Smallest passing count c >= ratio*n, evaluated in float like the authors.
     allowed = n - np.ceil(cfg.connect_ratio * n).astype(np.int64)
-    reader = _LimbReader(sampler, spec.limb_start, num_limbs,
-                         dense=int(n.sum()) > DENSE_SAMPLES)
+    segs = _Segments(sampler, xy, ia, ib, n, limb, spec.limb_start, num_limbs,
+                     dense=int(n.sum()) > DENSE_SAMPLES)
     fails = np.zeros(limb.size, np.int64)
     total = np.zeros(limb.size, np.float64)
     thre2 = np.float32(cfg.limb_sample_threshold)
     alive = np.arange(limb.size)
-    for s_idx in _stages(int(n.max())):
+    for s_idx in _stages(segs.smax):
         if s_idx.size == 0:
             continue
-        v, valid = _read(reader, alive, s_idx, xy, ia, ib, n, limb)
-        fails[alive] += ((v <= thre2) & valid).sum(1)
-        total[alive] += np.where(valid, v, 0).sum(1, dtype=np.float64)
+        f, t = segs.read(alive, s_idx, thre2)
+        fails[alive] += f
+        total[alive] += t
         alive = alive[fails[alive] <= allowed[alive]]
         if alive.size == 0:
             return conns, special
