@@ -17,7 +17,13 @@ keypoint-less figure and the odd crowd region. Annotations follow COCO:
   bbox: their pixel box [x, y, w, h];
 * num_keypoints 0 for figures left unannotated (as COCO's small people) and for
   the crowd region (iscrowd 1, uncompressed RLE over a cluster of small figures);
-  both exist so that training masks get exercised.
+  both exist so that training masks get exercised. A figure with a visible joint
+  is always annotated; one hidden almost entirely (< ``min_area`` pixels, no
+  visible joint) gets no annotation.
+
+Sizes: ``image_size`` is (H, W). A figure's *standing* height is log-uniform in
+[min_height, max_height] x H, so sitting, bending or lying figures have smaller
+boxes than that. Images are JPEG (quality 90, 4:4:4 chroma).
 
 The same seed gives byte-identical JSON and JPEG files: image i of a split
 draws from its own ``SeedSequence([seed, split, i])``, so it does not depend on
@@ -27,7 +33,7 @@ the number of workers or images. ``SyntheticConfig`` holds the difficulty knobs;
 CLI::
 
     python -m keras_pose.data.synthetic --out DIR --num_images N --seed S \
-        [--val_images M] [--image_size 256 | 256x192] [--preset easy] [--workers 2]
+        [--val_images M] [--image_size 256 | HxW] [--preset easy] [--workers 2]
 """
 from __future__ import annotations
 
