@@ -301,8 +301,11 @@ def main(argv=None) -> int:
         p.error(f"--image_size: expected N or HxW, got {args.image_size!r}")
     n_val = max(1, args.num_images // 10) if args.val_images is None else args.val_images
     t0 = time.perf_counter()
-    paths = generate_dataset(args.out, args.num_images, n_val, args.seed, size, args.preset,
-                             args.workers, progress=not args.quiet)
+    try:
+        paths = generate_dataset(args.out, args.num_images, n_val, args.seed, size, args.preset,
+                                 args.workers, progress=not args.quiet)
+    except ValueError as e:   # bad sizes or counts: one line, not a traceback
+        p.error(str(e))
     dt = time.perf_counter() - t0
     if args.preview:
         grid = sample_grid(args.seed, (min(size), min(size)), args.preset)
