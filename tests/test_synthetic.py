@@ -145,6 +145,7 @@ def test_visibility_follows_the_label_map():
                     # covered by something drawn later (nearer)
                     assert label > max(f["owners"][k])
                     assert parts[label, 0] >= fi
+                    np.testing.assert_array_equal(img[j, i], colours[label])   # the coverer's colour
                     counts["v1_other" if parts[label, 0] > fi else "v1_self"] += 1
     assert all(c > 0 for c in counts.values()), counts
 
