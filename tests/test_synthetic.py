@@ -267,3 +267,18 @@ def test_cli_writes_both_splits(tmp_path):
                          capture_output=True, text=True, timeout=60,
                          cwd=pathlib.Path(__file__).resolve().parents[1])
     assert bad.returncode != 0 and "--image_size" in bad.stderr
+
+
+@pytest.mark.parametrize("preset", sorted(syn.PRESETS))
+def test_every_preset_makes_valid_scenes(preset):
+    cfg = syn.get_preset(preset)
+    n_people = []
+    for s in range(6):
+        img, anns = syn.make_scene(np.random.default_rng(s), (48, 64), cfg)
+        assert img.shape == (48, 64, 3) and img.dtype == np.uint8
+        for a in anns:
+            kp = np.asarray(a["keypoints"]).reshape(17, 3)
+            assert a["num_keypoints"] == int((kp[:, 2] > 0).sum())
+            assert a["area"] > 0 and a["segmentation"]
+        n_people.append(sum(not a["iscrowd"] for a in anns))
+    assert max(n_people) <= cfg.max_figures and sum(n_people) > 0
