@@ -21,9 +21,10 @@ centres) and works on that. Every quantity they read from the upsampled maps is
 a fixed 4x4-cell weighted sum of the stride-s maps, so we compute exactly those
 values and no others — small patches around low-resolution maxima for the
 peaks, single pixels along candidate segments for the limbs (see ``_peaks`` for
-the argument that no peak is lost). Results agree with a literal
+which peaks are seeded and what that can miss). Results agree with a literal
 full-resolution implementation (``tests/_reference_decoder.py``) to float
-rounding on clean maps; ``benchmarks/grouping.py`` measures both.
+rounding on clean maps (crowds of 24 included); on noisy maps it also keeps
+some weak ringing maxima we skip. ``benchmarks/grouping.py`` times both.
 
 We decode in model-input pixels; callers map back with
 ``poses.transform(invert_affine(M))``. Imports without TensorFlow.
