@@ -227,7 +227,7 @@ def test_grouping_tb_only_match_does_not_add_a():
     # then matches that person only through its Rsho slot: the nose is NOT added.
     scores = np.array([0.9, 0.8, 0.7])  # ids: 0 neck, 1 Rsho, 2 nose
     conns, special = _conns({9: [[0, 1, 0.9, 40.0]], 21: [[2, 1, 0.8, 50.0]]})
-    people = _grouping.assemble(conns, special, None, scores, COCO, _Cfg)
+    people = _grouping.assemble(conns, special, scores, COCO, _Cfg)
     assert len(people) == 1
     ids, total = people[0]
     assert ids[1] == 0 and ids[2] == 1 and ids[0] == -1
@@ -241,7 +241,7 @@ def test_grouping_merges_disjoint_and_ignores_conflicts():
     scores = np.array([0.9, 0.9, 0.9, 0.9, 0.9])
     conns, special = _conns({9: [[0, 1, 0.9, 40.0]], 16: [[2, 3, 0.8, 40.0]],
                              23: [[1, 2, 0.7, 60.0]]})
-    people = _grouping.assemble(conns, special, None, scores, COCO, _Cfg)
+    people = _grouping.assemble(conns, special, scores, COCO, _Cfg)
     assert len(people) == 1
     ids, total = people[0]
     assert [ids[t] for t in (1, 2, 8, 9)] == [0, 1, 2, 3]
@@ -249,35 +249,51 @@ def test_grouping_merges_disjoint_and_ignores_conflicts():
     # too weak a link (S < 0.7 * the smallest attach score) keeps them apart
     conns, special = _conns({9: [[0, 1, 0.9, 40.0]], 16: [[2, 3, 0.8, 40.0]],
                              23: [[1, 2, 0.5, 60.0]]})
-    assert len(_grouping.assemble(conns, special, None, scores, COCO, _Cfg)) == 2
-    # conflict (both persons have a neck) is a no-op: both persons survive unchanged
-    scores = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
-    conns, special = _conns({9: [[0, 1, 0.9, 40.0]], 12: [[4, 5, 0.9, 40.0]],
-                             15: [[0, 2, 0.9, 40.0]], 23: [[1, 2, 0.95, 60.0]]})
-    # neck 4 -> Lsho 5 starts a second person; limb 23 links Rsho 1 (person 1) with
-    # Rhip 2, which is also person 1 -> found == 1, refresh only.
-    people = _grouping.assemble(conns, special, None, scores, COCO, _Cfg)
+    assert len(_grouping.assemble(conns, special, scores, COCO, _Cfg)) == 2
+    # conflict: person 1 {neck 0, nose 2} (limb 0), person 2 {neck 3, Lsho 4}
+    # (limb 12); limb 22 nose -> Lsho links them (found == 2) but both have a
+    # neck: a no-op (remove_recon = 0), both persons stay as they were.
+    scores = np.array([0.9, 0.9, 0.8, 0.9, 0.7])
+    conns, special = _conns({0: [[0, 2, 0.9, 40.0]], 12: [[3, 4, 0.6, 40.0]],
+                             22: [[2, 4, 0.95, 50.0]]})
+    people = _grouping.assemble(conns, special, scores, COCO, _Cfg)
     assert len(people) == 2
-    conns, special = _conns({9: [[0, 1, 0.9, 40.0]], 12: [[4, 5, 0.9, 40.0]],
-                             22: [[3, 5, 0.9, 40.0]], 21: [[3, 1, 0.95, 40.0]]})
-    # nose 3 joins person 2 via limb 22? No: limb 21 (nose->Rsho) runs first and
-    # matches person 1 only through Rsho (tB-only: nose not added); limb 22
-    # (nose->Lsho) then matches person 2 through Lsho: again nothing added.
-    people = _grouping.assemble(conns, special, None, scores, COCO, _Cfg)
-    assert len(people) == 2 and all(p[0][0] == -1 for p in people)
+    (ids1, total1), (ids2, total2) = people
+    assert (ids1[1], ids1[0], ids1[5]) == (0, 2, -1) and (ids2[1], ids2[5], ids2[0]) == (3, 4, -1)
+    assert total1 == pytest.approx(0.9 + 0.8 + 0.9) and total2 == pytest.approx(0.9 + 0.7 + 0.6)
+
+
+def test_vectorised_greedy_matching_equals_sequential_scan():
+    rng = np.random.default_rng(10)
+    for _ in range(20):
+        n = int(rng.integers(1, 400))
+        ka, kb = rng.integers(0, 12, n), rng.integers(0, 12, n) + 12  # rows in key order
+        used_a, used_b, expected = set(), set(), []
+        for r, (a, b) in enumerate(zip(ka.tolist(), kb.tolist())):
+            if a not in used_a and b not in used_b:
+                used_a.add(a)
+                used_b.add(b)
+                expected.append(r)
+        assert _grouping._greedy_matching(ka, kb, 24).tolist() == expected
+
+
+def test_sample_rounds_cover_every_sample_once():
+    for smax in (1, 2, 3, 7, 19, 20, 33):
+        idx = np.concatenate(_grouping._stages(smax))
+        assert sorted(idx.tolist()) == list(range(smax))
 
 
 def test_grouping_final_filter():
     scores = np.array([0.1, 0.1])
     conns, special = _conns({9: [[0, 1, 0.2, 40.0]]})
     # total / parts = (0.1 + 0.1 + 0.2) / 2 = 0.2 < 0.45 -> dropped
-    assert _grouping.assemble(conns, special, None, scores, COCO, _Cfg) == []
+    assert _grouping.assemble(conns, special, scores, COCO, _Cfg) == []
     class Loose(_Cfg):
         min_mean_score = 0.1
-    assert len(_grouping.assemble(conns, special, None, scores, COCO, Loose)) == 1
+    assert len(_grouping.assemble(conns, special, scores, COCO, Loose)) == 1
     class Strict(Loose):
         min_parts = 3
-    assert _grouping.assemble(conns, special, None, scores, COCO, Strict) == []
+    assert _grouping.assemble(conns, special, scores, COCO, Strict) == []
 
 
 # ----------------------------------------------------------------- bad input

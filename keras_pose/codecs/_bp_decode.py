@@ -109,7 +109,7 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
         return Poses.empty(spec.num_keypoints)
     sampler = _peaks.CubicSampler(maps, stride)
     conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)
-    persons = _grouping.assemble(conns, special, types, scores, spec, cfg)
+    persons = _grouping.assemble(conns, special, scores, spec, cfg)
     if not persons:
         return Poses.empty(spec.num_keypoints)
     ids = np.asarray([p[0] for p in persons], np.int64)            # (P, J)

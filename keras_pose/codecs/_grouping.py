@@ -7,12 +7,14 @@ candidate pairs, J internal points (18), P persons.
 pass: n = min(round(|b - a| + 1), 20) points on the segment (``np.linspace``
 arithmetic, rounded half-to-even to integer input pixels), read from the
 bicubically upsampled limb map through ``CubicSampler`` (exactly the pixels the
-authors read from their full-resolution map). The samples are read in two
-rounds: the even-indexed half first; a pair whose failures already exceed what
-the ``connect_ratio`` test allows is rejected without reading the rest (exact:
-it could not pass). Where the image needs more samples than a full upsampling of
-the limb channels costs (noise, huge crowds), they are upsampled once with cv2
-and indexed directly.
+authors read from their full-resolution map). The samples are read in three
+rounds, middle samples first; a pair whose failures already exceed what the
+``connect_ratio`` test allows is rejected without reading the rest (exact: it
+could not pass). Where the image needs more samples than a full upsampling of
+the limb channels costs (noise, big crowds), they are upsampled once with cv2
+and indexed directly. The per-limb greedy one-to-one choice by key is
+vectorised in rounds (``_greedy_matching``) and accepts exactly the rows the
+authors' sequential scan accepts.
 
 ``assemble`` is the authors' sequential greedy grouping, kept literal, but each
 person is a small Python object and an owner table (candidate id -> person)
@@ -231,7 +233,7 @@ class _Person:
         self.seq = seq         # creation order = the authors' subset order
 
 
-def assemble(conns, special, types, scores, spec, cfg) -> list:
+def assemble(conns, special, scores, spec, cfg) -> list:
     """Greedy assembly over limbs in order (§5.5), with the authors' quirks.
 
     Returns a list of (ids (J,) int list with -1 for empty, total score) per kept
