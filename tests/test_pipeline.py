@@ -261,3 +261,15 @@ def test_reads_the_synthetic_dataset(tmp_path, codec):
     ok, img, ts = loader.load(0, 0)
     assert ok and img.shape == (SIZE, SIZE, 3)
     assert ts[0][..., codec.spec.keypoint_max_channel].max() > 0.9   # someone was drawn
+
+
+def test_batches_feed_the_focal_loss(tf, source, codec):
+    from keras_pose.data.pipeline import bottom_up_dataset
+    from keras_pose.losses import FocalL2Loss
+    ds = bottom_up_dataset(source, codec, SIZE, 2, deterministic=True, seed=2)
+    _, targets = next(iter(ds))
+    loss = FocalL2Loss(channel_weights=codec.spec.channel_weights())
+    c = codec.spec.num_channels
+    for t in targets:
+        assert float(loss(t, t[..., :c])) == 0.0          # perfect prediction
+        assert float(loss(t, tf.zeros_like(t[..., :c]))) > 0.0
