@@ -219,9 +219,8 @@ def test_tiny_imhn_training_model(coco_sample_dir):
     crop = np.ascontiguousarray(img[100:164, 200:264])
     # Raw network maps of a 64 x 64 input (no resize, no padding) == the s1_x0 head.
     names = list(model.output_names)
-    ref = model.predict(crop[None].astype(np.float32), verbose=0)[names.index("s1_x0")]
-    np.testing.assert_allclose(pred._run(crop[None])[0], ref[0], rtol=1e-4, atol=1e-4)
-    maps, _, content = pred.maps(img)
-    assert content == (64, 96) and maps.shape == (16, 32, C)
-    out = pred.predict([img, crop])
+    pair = np.stack([crop, crop[:, ::-1]])  # batch 2, as the flip path runs it (one trace)
+    ref = model.predict(pair.astype(np.float32), verbose=0)[names.index("s1_x0")]
+    np.testing.assert_allclose(pred._run(pair), ref, rtol=1e-4, atol=1e-4)
+    out = pred.predict([img, crop])  # 333 x 500 -> 64 x 96 content, padded 64 x 128
     assert [p.keypoints.shape[1:] for p in out] == [(17, 3), (17, 3)]
