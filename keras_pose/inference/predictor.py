@@ -78,15 +78,16 @@ def decode_to_original(codec, maps, affine, content_hw) -> Poses:
 
 
 def _dynamic_clone(model):
-    """A copy of a fixed-size functional model on a (None, None, 3) input, weights shared by value."""
+    """A copy of a fixed-size functional model on a (None, None, 3) input (weights copied)."""
     import keras
 
     inp = keras.Input(shape=(None, None, 3), name=model.inputs[0].name)
     try:
         clone = keras.models.clone_model(model, input_tensors=inp)
     except Exception as e:  # subclassed models or layers tied to the input size
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"model {model.name!r} has a fixed {tuple(model.inputs[0].shape[1:3])} "
-                         f"input and cannot be re-built for other sizes ({e}); "
+                         f"input and cannot be re-built for other sizes ({why}); "
                          "leave input_height and scales at their defaults") from None
     clone.set_weights(model.get_weights())
     return clone

@@ -32,7 +32,8 @@ def _to_rgb_uint8(img: np.ndarray, what: str, bgr: bool) -> np.ndarray:
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
-        raise ImageReadError(f"{what}: expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {img.shape}")
+        raise ImageReadError(f"{what}: expected an (H, W), (H, W, 3) or (H, W, 4) image, "
+                             f"got shape {img.shape}")
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise ImageReadError(f"{what}: empty image of shape {img.shape}")
     if img.dtype == np.uint16:
