@@ -105,6 +105,11 @@ def build_export_model(model, input_size=None):
         h, w = int(input_size[0]), int(input_size[1])
     if h is None or w is None:
         raise ValueError("the model has a dynamic input size: pass input_size=(H, W)")
+    if len(model.outputs) == 1 and _output_name(model.outputs[0]) == "heatmaps" \
+            and "fasterpose" in model.name:
+        # FasterPose trains on logits; its inference form adds the sigmoid (fasterpose.md).
+        from keras_pose.models.fasterpose import fasterpose_inference_model
+        model = fasterpose_inference_model(model)
     out = inference_outputs(model)
     sub = keras.Model(model.inputs[0], out, name="inference")  # drops unused heads
     x = keras.Input((h, w, c), batch_size=1, name="image")

@@ -80,15 +80,15 @@ def _quantize_configs(tfmot):
 
 
 def _builder_for(config):
-    """(builder(config, K=...), inference_layer_name) for an IMHN or FasterPose config."""
-    from keras_pose.models import configs
+    """(builder(config, K=...), config, name of the exported output layer or None).
+
+    IMHN exports the last stack's finest output ``s{t}_x0``; top-down models their only one.
+    """
+    from keras_pose.models import configs, presets
     if isinstance(config, dict):
         config = configs.IMHNConfig.from_dict(config)
-    if isinstance(config, configs.IMHNConfig):
-        from keras_pose.models.imhn import build_imhn
-        return build_imhn, config, f"s{config.stacks - 1}_x0"
-    from keras_pose.models.fasterpose import build_fasterpose
-    return build_fasterpose, config, None
+    last = f"s{config.stacks - 1}_x0" if isinstance(config, configs.IMHNConfig) else None
+    return presets.build_model, config, last
 
 
 def build_twin(config, keras_weights=None, batch_size=None):
@@ -199,17 +199,19 @@ def convert_qat(qat_model, config, io_dtype="uint8", calibration=None) -> bytes:
 
 
 def model_config_from(config: dict, model=None):
-    """The builder config stored in a training ``config.json`` dict (key 'model')."""
-    from keras_pose.models import configs
-    m = config.get("model") if isinstance(config, dict) else None
-    if isinstance(m, dict):
-        kind = m.get("type") or m.get("kind") or config.get("model_type", "imhn")
-        params = m.get("config", {k: v for k, v in m.items() if k not in ("type", "kind")})
-        cls = {"imhn": configs.IMHNConfig, "fasterpose": configs.FasterPoseConfig}.get(
-            str(kind).lower(), configs.IMHNConfig)
-        return cls.from_dict(params)
-    raise ValueError("QAT needs the model's builder config: export from --model_dir whose "
-                     "config.json holds it under 'model'")
+    """The builder config of a training run: ``get_preset(config['preset'])`` from its
+    ``config.json``, with the input size of the saved ``model`` when that differs."""
+    from keras_pose.models.presets import get_preset
+    name = config.get("preset") if isinstance(config, dict) else None
+    if not name:
+        raise ValueError("QAT needs the model's builder config: export from --model_dir (its "
+                         "config.json names the preset) or pass model_config=")
+    cfg = get_preset(name)
+    if model is not None:
+        hw = tuple(int(v) for v in model.inputs[0].shape[1:3])
+        if None not in hw and hw != tuple(cfg.input_size):
+            cfg = cfg.replace(input_size=hw)
+    return cfg
 
 
 def qat_export(model, config: dict, calibration, io_dtype="uint8", input_size=None,

@@ -1,7 +1,6 @@
 """Tiny bottom-up models for the export/runtime tests (64x64 input -> 16x16x50 maps).
 
-``tiny_imhn_config``: a 1-stack, order-1, width-16 IMHN (the ``imhn_test`` preset when the
-models package provides it). ``train_tiny`` fits its finest output for a few dozen steps on
+``tiny_imhn_config``: the ``imhn_test`` preset (1 stack, order 2, width 16, 64 x 64). ``train_tiny`` fits its finest output for a few dozen steps on
 a few synthetic scenes, so the maps hold real peaks and the decoder finds persons.
 """
 import numpy as np
@@ -10,16 +9,11 @@ SIZE = 64
 
 
 def tiny_imhn_config():
-    from keras_pose.models.configs import IMHNConfig
-    try:
-        from keras_pose.models.presets import get_config
-        cfg = get_config("imhn_test")
-        if tuple(cfg.input_size) == (SIZE, SIZE):
-            return cfg
-    except (ImportError, ValueError, KeyError, AttributeError):
-        pass
-    return IMHNConfig(stacks=1, width=16, growth=0, order=1, input_size=(SIZE, SIZE),
-                      se_reduction=4, feature_width=16)
+    """The ``imhn_test`` preset: 1 stack, order 2, width 16, 64 x 64 input."""
+    from keras_pose.models.presets import get_preset
+    cfg = get_preset("imhn_test")
+    assert tuple(cfg.input_size) == (SIZE, SIZE)
+    return cfg
 
 
 def synthetic_set(num, seed=0, size=SIZE):

@@ -6,6 +6,7 @@ the decoder finds persons: the pose-parity checks compare non-empty results.
 """
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -186,3 +187,30 @@ print(json.dumps({{"side": side, "legacy": os.environ.get("TF_USE_LEGACY_KERAS")
     assert side["quantize"] == "qat" and side["input"]["dtype"] == "uint8"
     assert side["outputs"][0]["shape"] == [1, 16, 16, 50]
     assert side["validation"]["correlation"] > 0.8
+
+
+@pytest.mark.slow
+def test_quantization_table_on_a_tiny_model(trained, tmp_path):
+    """benchmarks/quantization_table.py: one JSON with size, latency and AP per mode."""
+    from keras_pose.data.synthetic import generate_dataset
+    d = tmp_path / "run"
+    d.mkdir()
+    shutil.copy(trained["dir"] / "model.keras", d / "model.keras")
+    (d / "config.json").write_text(json.dumps({"preset": "imhn_test"}))
+    paths = generate_dataset(tmp_path / "syn", 0, 3, seed=5, image_size=(64, 64),
+                             config="easy", progress=False)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "quantization_table.py"),
+         "--model_dir", str(d), "--val_images", paths["val_images"],
+         "--val_annotations", paths["val_annotations"], "--modes", "fp32,dynamic,int8",
+         "--calibration_images", "4", "--num_threads", "1"],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert res["val_images"] == 3 and set(res["modes"]) == {"fp32", "dynamic", "int8"}
+    for mode, row in res["modes"].items():
+        assert "error" not in row, row
+        assert row["size_bytes"] > 0 and row["network_ms_median"] > 0
+        assert -1 <= row["AP"] <= 1
+    assert res["modes"]["int8"]["size_bytes"] < res["modes"]["fp32"]["size_bytes"]
+    assert "network_speedup_vs_fp32" in res["modes"]["int8"]
