@@ -134,8 +134,11 @@ def infer_task(export_model, spec) -> str:
                      f"nor top-down ({spec.num_keypoints})")
 
 
-def make_codec(task, config: dict | None = None):
-    """The codec for ``task``, from a training ``config.json`` dict when it holds one."""
+def make_codec(task, config: dict | None = None, export_model=None):
+    """The codec for ``task``, from a training ``config.json`` dict when it holds one.
+
+    Without one, a top-down codec takes its input/heatmap sizes from ``export_model``.
+    """
     config = config or {}
     codec_cfg = config.get("codec")
     if task == "bottom_up":
@@ -145,10 +148,14 @@ def make_codec(task, config: dict | None = None):
         if isinstance(codec_cfg, dict):
             return BodyPartsCodec(BodyPartsCodecConfig.from_dict(codec_cfg))
         return BodyPartsCodec()
-    from keras_pose.codecs import HeatmapCodec  # noqa: the top-down helper's codec
+    from keras_pose.codecs import HeatmapCodec, HeatmapCodecConfig
     if isinstance(codec_cfg, dict):
         return HeatmapCodec.from_config(codec_cfg)
-    return HeatmapCodec()
+    if export_model is None:
+        return HeatmapCodec()
+    return HeatmapCodec(HeatmapCodecConfig(
+        input_size=tuple(int(v) for v in export_model.inputs[0].shape[1:3]),
+        heatmap_size=tuple(int(v) for v in export_model.outputs[0].shape[1:3])))
 
 
 # ------------------------------------------------------------------ calibration
@@ -358,7 +365,7 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
     em = build_export_model(model, input_size)
     spec = COCO
     task = infer_task(em, spec)
-    codec = make_codec(task, config)
+    codec = make_codec(task, config, em)
     if quantize == "qat":
         from keras_pose import qat
         data = qat.qat_export(model, config or {}, calibration, io_dtype=io_dtype or "uint8",

@@ -140,3 +140,36 @@ def test_int8_input_quantization_roundtrip():
     net.input = {"dtype": np.int8, "quantization": (1.0, -128)}
     q = net.quantize_input(np.array([0.0, 127.6, 255.0, 400.0]))
     assert q.dtype == np.int8 and q.tolist() == [-128, 0, 127, 127]
+
+
+def test_top_down_predict_with_boxes(tmp_path):
+    """A tiny top-down model (64x48 -> 16x12x17): one pose per box, in image pixels."""
+    import keras
+    from keras_pose import export_lib
+    from keras_pose.data import crops
+    from keras_pose.inference.tflite_runner import TFLiteRunner, TFLiteRunnerError
+    from keras_pose.structures import apply_affine, invert_affine
+    keras.utils.set_random_seed(1)
+    x = inp = keras.Input((64, 48, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(17, 3, strides=2, padding="same", activation="sigmoid")(x)
+    model = keras.Model(inp, x)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    cal = rng.uniform(0, 255, (2, 64, 48, 3)).astype(np.float32)
+    side = export_lib.export_tflite(model, tmp_path, "fp32", cal, log=lambda m: None)
+    assert side["task"] == "top_down" and side["codec"]["type"] == "HeatmapCodec"
+    runner = TFLiteRunner(tmp_path / "model.tflite")
+    boxes = np.array([[10, 10, 40, 60], [80, 30, 50, 70]], np.float32)
+    poses = runner.predict(image, boxes)
+    assert len(poses) == 2 and poses.keypoints.shape == (2, 17, 3)
+    em = export_lib.build_export_model(model)
+    for p, box in zip(poses.keypoints, boxes):
+        c, s = crops.box_to_center_scale(box, 48 / 64)
+        m = crops.crop_affine(c, s, 0.0, (64, 48))
+        crop = crops.warp_crop(image, m, (64, 48)).astype(np.float32)
+        kp = runner.codec.decode(em.predict(crop[None], verbose=0)[0])
+        assert np.allclose(p[:, :2], apply_affine(kp[:, :2], invert_affine(m)), atol=1e-2)
+    with pytest.raises(TFLiteRunnerError, match="boxes"):
+        runner.predict(image)
