@@ -38,23 +38,26 @@ def _match_error(kp_a, kp_b):
 
 
 # ----------------------------------------------------------------- interpolation
-@pytest.mark.parametrize("stride", [4, 8])
+@pytest.mark.parametrize("stride", [4, 8, 3])  # 3: the NumPy tap-table path only
 def test_sampler_is_cv2_bicubic_upsampling(stride):
     rng = np.random.default_rng(0)
-    maps = rng.random((7, 9, 3)).astype(np.float32)
-    full = cv2.resize(maps, (9 * stride, 7 * stride), interpolation=cv2.INTER_CUBIC)
+    h, w = 12, 15
+    maps = rng.random((h, w, 3)).astype(np.float32)
+    full = cv2.resize(maps, (w * stride, h * stride), interpolation=cv2.INTER_CUBIC)
     sampler = _peaks.CubicSampler(maps, stride)
-    ys, xs = np.mgrid[0:7 * stride, 0:9 * stride]
-    for c in range(3):
-        got = sampler.sample(np.full(xs.size, c), xs.ravel(), ys.ravel()).reshape(xs.shape)
-        np.testing.assert_allclose(got, full[:, :, c], atol=1e-5)
+    ys, xs = np.mgrid[0:h * stride, 0:w * stride]
+    for n in (xs.size, 500):  # many samples: stacked cv2.remap; few: tap tables
+        pick = rng.choice(xs.size, n, replace=False)
+        ch = rng.integers(0, 3, n)       # mixed, unsorted channels
+        got = sampler.sample(ch, xs.ravel()[pick], ys.ravel()[pick])
+        np.testing.assert_allclose(got, full.reshape(-1, 3)[pick, ch], atol=1e-5)
     # the patch operator is the same interpolation around a seed cell
     offsets, cells, u = _peaks.patch_operator(stride, 2)
     r, q = 3, 4
-    block = maps[np.clip(r + cells, 0, 6)][:, np.clip(q + cells, 0, 8), 0]
+    block = maps[np.clip(r + cells, 0, h - 1)][:, np.clip(q + cells, 0, w - 1), 0]
     patch = u @ block @ u.T
     py, px = r * stride + offsets, q * stride + offsets
-    ok_y, ok_x = (py >= 0) & (py < 7 * stride), (px >= 0) & (px < 9 * stride)
+    ok_y, ok_x = (py >= 0) & (py < h * stride), (px >= 0) & (px < w * stride)
     np.testing.assert_allclose(patch[ok_y][:, ok_x], full[py[ok_y]][:, px[ok_x], 0], atol=1e-5)
 
 
