@@ -140,6 +140,18 @@ def test_nan_and_far_keypoints():
     assert np.isfinite(out.keypoints).all()
 
 
+def test_bad_arguments_are_named():
+    M = np.eye(2, 3)
+    with pytest.raises(ValueError, match="image must be"):
+        apply_affine_to_sample(np.zeros((8, 8), np.uint8), [], None, None, M, False)
+    with pytest.raises(ValueError, match="M must be"):
+        apply_affine_to_sample(np.zeros((8, 8, 3), np.uint8), [], None, None, np.eye(3), False)
+    with pytest.raises(ValueError, match="keypoints must be"):
+        apply_affine_to_sample(np.zeros((8, 8, 3), np.uint8), np.zeros((2, 17, 2)), None, None, M, False)
+    out = apply_affine_to_sample(np.zeros((8, 8, 3), np.uint8), [], None, None, M, False)
+    assert out.keypoints.shape == (0, 17, 3)
+
+
 def test_hsv_tint():
     rng = np.random.default_rng(3)
     img = rng.integers(30, 220, (32, 48, 3), dtype=np.uint8)

@@ -145,19 +145,29 @@ def apply_affine_to_sample(image, keypoints, person_mask, ignore_mask, M, flip: 
 
     Image: bilinear, constant border ``BORDER_RGB``. Masks come back as uint8
     0..255 (255 = on), warped bilinearly like the original's 0/255 masks, with
-    border 0: outside the image nothing is a person and nothing is ignored. Keypoints are mapped
-    by M and kept even when they land outside (the codec clips its windows);
-    non-finite coordinates become (0, 0) with v = 0.
+    border 0: outside the image nothing is a person and nothing is ignored.
+    Keypoints are mapped by M and kept even when they land outside (the codec
+    clips its windows); non-finite coordinates become (0, 0) with v = 0.
     """
     from keras_pose.skeleton import COCO
     spec = spec or COCO
-    M = np.asarray(M, np.float64).reshape(2, 3)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (h, w, 3) uint8 RGB, got {image.shape} {image.dtype}")
+    M = np.asarray(M, np.float64)
+    if M.shape != (2, 3) or not np.isfinite(M).all():
+        raise ValueError(f"M must be a finite (2, 3) affine, got shape {M.shape}")
     oh, ow = (image.shape[:2] if out_size is None else (int(out_size[0]), int(out_size[1])))
     warped = cv2.warpAffine(image, M, (ow, oh), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=BORDER_RGB)
     pm, im = _warp_masks(person_mask, ignore_mask, M, (oh, ow))
 
-    kp = np.array(keypoints, np.float32, copy=True).reshape(-1, np.shape(keypoints)[-2], 3)
+    kp = np.array(keypoints, np.float32, copy=True)
+    if kp.size == 0:
+        kp = np.zeros((0, spec.num_keypoints, 3), np.float32)
+    elif kp.ndim not in (2, 3) or kp.shape[-1] != 3:
+        raise ValueError(f"keypoints must be (N, K, 3) [x, y, v], got shape {kp.shape}")
+    kp = kp.reshape(-1, kp.shape[-2], 3)
     bad = ~np.isfinite(kp).all(axis=-1)
     kp[bad] = 0.0
     xy = kp[..., :2].astype(np.float64) @ M[:, :2].T + M[:, 2]
