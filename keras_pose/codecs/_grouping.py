@@ -32,6 +32,8 @@ import numpy as np
 # Above this many limb samples in an image, one cv2 upsampling of all limb
 # channels (a few ms at 512x512) is cheaper than 16 gathers per sample.
 DENSE_SAMPLES = 150_000
+# Samples evaluated per chunk of pairs (keeps the float64 temporaries in cache).
+CHUNK_SAMPLES = 32_768
 
 
 def _pairs(types, num_types, limb_from, limb_to):
@@ -104,9 +106,17 @@ class _Segments:
         total = np.zeros(q.size, np.float64)
         full = self.n[q] == self.smax
         if self.smax > 1 and full.any():  # the common case: no per-pair masks
-            v = self._values(q[full], s_idx, s_idx == self.smax - 1)
-            fails[full] = (v <= thre2).sum(1)
-            total[full] = v.sum(1, dtype=np.float64)
+            qf = q[full]
+            ff = np.empty(qf.size, np.int64)
+            tf = np.empty(qf.size, np.float64)
+            last = s_idx == self.smax - 1
+            # Cache-sized chunks: the chain of elementwise ops stays in L2 (noise: 69k pairs).
+            step = max(1, CHUNK_SAMPLES // s_idx.size)
+            for lo in range(0, qf.size, step):
+                v = self._values(qf[lo:lo + step], s_idx, last)
+                ff[lo:lo + step] = (v <= thre2).sum(1)
+                tf[lo:lo + step] = v.sum(1, dtype=np.float64)
+            fails[full], total[full] = ff, tf
         short = ~full if self.smax > 1 else np.ones(q.size, bool)
         if short.any():
             qs, ns = q[short], self.n[q[short]][:, None]
