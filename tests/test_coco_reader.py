@@ -136,6 +136,16 @@ def test_main_person_rules_on_edited_file(tmp_path, coco_sample_dir):
     assert s0.keypoints.shape[0] == 6
 
 
+def test_main_person_thresholds_are_configurable(coco_sample_dir):
+    # 196141: only person 4 has >= 16 keypoints; a huge area keeps no one
+    strict = CocoKeypoints(coco_sample_dir / "test_coco.json", coco_sample_dir, main_min_keypoints=16)
+    assert strict.main_persons(196141) == [4] and strict.main_persons(40083) == []
+    big = CocoKeypoints(coco_sample_dir / "test_coco.json", coco_sample_dir, main_min_area=1e6)
+    assert big.samples() == []
+    with pytest.raises(ValueError, match="main_min_area"):
+        CocoKeypoints(coco_sample_dir / "test_coco.json", coco_sample_dir, main_min_area=-1)
+
+
 def test_from_dir_layout(tmp_path, coco_sample_dir):
     (tmp_path / "annotations").mkdir()
     (tmp_path / "val2017").mkdir()
@@ -144,6 +154,7 @@ def test_from_dir_layout(tmp_path, coco_sample_dir):
         shutil.copy(f, tmp_path / "val2017" / f.name)
     coco = CocoKeypoints.from_dir(tmp_path, "val2017")
     assert len(coco) == 4
+    assert len(CocoKeypoints.from_dir(tmp_path, "val2017", main_min_area=1e6).samples()) == 0
 
 
 def test_bad_json_names_the_file(tmp_path):

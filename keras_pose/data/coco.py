@@ -98,6 +98,9 @@ class CocoKeypoints:
     Args:
         annotations: path to a ``person_keypoints_*.json`` file.
         images_dir: folder holding the images named by ``file_name``.
+        main_min_area: segmentation area a main person needs (§2.1: 32 * 32 at
+            COCO's ~640 px; smaller images, e.g. the synthetic set, scale it down).
+        main_min_keypoints: labelled keypoints a main person needs (5).
 
     Raises:
         ValueError: the file is missing, not valid JSON, or has no person
@@ -106,10 +109,12 @@ class CocoKeypoints:
             counted (``missing_images``) and logged, and left out.
     """
 
-    def __init__(self, annotations, images_dir, main_min_area: float = MIN_MAIN_AREA):
-        # main_min_area: segmentation area a main person needs (§2.1: 32*32 at COCO's
-        # ~640 px); smaller images (the synthetic set) scale it down.
-        self.main_min_area = float(main_min_area)
+    def __init__(self, annotations, images_dir, main_min_area: float = MIN_MAIN_AREA,
+                 main_min_keypoints: int = MIN_MAIN_KEYPOINTS):
+        if main_min_area < 0 or main_min_keypoints < 1:
+            raise ValueError(f"main_min_area must be >= 0 and main_min_keypoints >= 1, got "
+                             f"{main_min_area}, {main_min_keypoints}")
+        self.main_min_area, self.main_min_keypoints = float(main_min_area), int(main_min_keypoints)
         self.annotations_path = str(annotations)
         self.images_dir = str(images_dir)
         data = _load_json(self.annotations_path)
@@ -143,10 +148,10 @@ class CocoKeypoints:
         self._mask_cache: dict[int, tuple] = {}
 
     @classmethod
-    def from_dir(cls, coco_dir, split: str = "train2017") -> "CocoKeypoints":
+    def from_dir(cls, coco_dir, split: str = "train2017", **kwargs) -> "CocoKeypoints":
         """Standard layout: ``annotations/person_keypoints_{split}.json`` + ``{split}/``."""
         root = pathlib.Path(coco_dir)
-        return cls(root / "annotations" / f"person_keypoints_{split}.json", root / split)
+        return cls(root / "annotations" / f"person_keypoints_{split}.json", root / split, **kwargs)
 
     # ----------------------------------------------------------------- records
     def __len__(self) -> int:
@@ -209,7 +214,8 @@ class CocoKeypoints:
         chosen: list = []
         centres = p.centres
         for i in range(len(p)):
-            if p.iscrowd[i] or p.num_keypoints[i] < MIN_MAIN_KEYPOINTS or p.areas[i] < self.main_min_area:
+            if (p.iscrowd[i] or p.num_keypoints[i] < self.main_min_keypoints
+                    or p.areas[i] < self.main_min_area):
                 continue
             close = any(np.hypot(*(centres[i] - centres[j]))
                         < MAIN_CENTRE_RATIO * max(p.boxes[j, 2], p.boxes[j, 3]) for j in chosen)
