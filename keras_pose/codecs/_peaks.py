@@ -214,20 +214,22 @@ def _seeds(maps: np.ndarray, low: float) -> tuple:
         cell, st = np.divmod(flat, t)
         sr, sq = np.divmod(cell, w)
         return sr, sq, st, primary.reshape(-1)[flat]
+    # Sparse: test only the cells >= low, on a copy padded with -inf (an
+    # out-of-map neighbour never wins, as with reflect padding) so that the 8
+    # neighbours are fixed flat offsets.
+    wp = w + 2
+    pad = np.full((h + 2, wp, t), -np.inf, np.float32)
+    pad[1:-1, 1:-1] = maps
+    flat_p = pad.reshape(-1)
     cell, st = np.divmod(flat, t)
     sr, sq = np.divmod(cell, w)
-    m2 = maps.reshape(h * w, t)  # a view: h and w merge for a channel slice too
-    v = m2[cell, st]
-    rows = (np.maximum(sr - 1, 0) * w, sr * w, np.minimum(sr + 1, h - 1) * w)
-    cols = (np.maximum(sq - 1, 0), sq, np.minimum(sq + 1, w - 1))
-    nb = {}
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            if i != 1 or j != 1:
-                nb[i, j] = m2[r + c, st]
+    idx = ((sr + 1) * wp + sq + 1) * t + st
+    v = flat_p[idx]
+    nb = {(dy, dx): flat_p.take(idx + (dy * wp + dx) * t)
+          for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx}
     top = np.maximum.reduce(list(nb.values()))
-    along_x = (v >= nb[1, 0]) & (v >= nb[1, 2])
-    along_y = (v >= nb[0, 1]) & (v >= nb[2, 1])
+    along_x = (v >= nb[0, -1]) & (v >= nb[0, 1])
+    along_y = (v >= nb[-1, 0]) & (v >= nb[1, 0])
     primary = v >= top
     keep = primary | ((along_x | along_y) & (v >= NEAR_TOP * top))
     return sr[keep], sq[keep], st[keep], primary[keep]
