@@ -204,7 +204,10 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     total = np.zeros(limb.size, np.float64)
     thre2 = np.float32(cfg.limb_sample_threshold)
     alive = np.arange(limb.size)
-    for s_idx in _stages(segs.smax):
+    # Few pairs (small scenes): one round; the per-round overhead outweighs the
+    # samples an early rejection would save.
+    rounds = _stages(segs.smax) if limb.size * segs.smax > 4000 else [np.arange(segs.smax)]
+    for s_idx in rounds:
         if s_idx.size == 0:
             continue
         f, t = segs.read(alive, s_idx, thre2)
