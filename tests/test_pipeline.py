@@ -207,20 +207,34 @@ def test_broken_images_are_skipped_and_counted(tmp_path, coco_sample_dir, codec,
     assert loader.num_bad == 3 and loader.bad_indices == {0, 1} and caplog.text == ""
 
 
-def test_dataset_filters_bad_samples(tf, tmp_path, coco_sample_dir, codec):
+def test_dataset_replaces_bad_samples(tf, tmp_path, coco_sample_dir, codec, caplog):
     from keras_pose.data.pipeline import bottom_up_dataset
     data = json.loads((coco_sample_dir / "test_coco.json").read_text())
     for img in data["images"]:
         shutil.copy(coco_sample_dir / img["file_name"], tmp_path / img["file_name"])
     (tmp_path / "ann.json").write_text(json.dumps(data))
     source = CocoKeypoints(tmp_path / "ann.json", tmp_path)
-    (tmp_path / "000000197388.jpg").write_bytes(b"garbage")     # 5 of 12 samples
-    ds = bottom_up_dataset(source, codec, SIZE, 1, repeat=False, deterministic=True)
-    assert sum(1 for _ in ds) == 7
-    assert ds.loader.num_bad == 5
-    # repeating keeps going past the broken ones
+    (tmp_path / "000000197388.jpg").write_bytes(b"garbage")     # samples 7..11 of 12
+    with caplog.at_level("WARNING", logger="keras_pose.data.pipeline"):
+        ds = bottom_up_dataset(source, codec, SIZE, 1, repeat=False, shuffle=False, deterministic=True)
+        xs = [x.numpy()[0] for x, _ in ds]
+    assert len(xs) == 12 and ds.loader.num_bad == 5 and ds.loader.bad_indices == {7, 8, 9, 10, 11}
+    # each broken sample became the next readable one (wrapping to sample 0)
+    for i in range(7, 12):
+        np.testing.assert_array_equal(xs[i], xs[0])
+    assert caplog.text.count("000000197388.jpg") == 5   # logged once per sample
+    # a long repeated run keeps going past them, with full batches
     ds = bottom_up_dataset(source, codec, SIZE, 4, repeat=True)
-    assert sum(1 for _ in ds.take(5)) == 5
+    assert sum(x.shape[0] for x, _ in ds.take(5)) == 20
+
+
+def test_all_images_broken_is_one_clear_error(tmp_path, coco_sample_dir, codec):
+    path, bgr = _one_image_set(tmp_path, coco_sample_dir)
+    source = CocoKeypoints(tmp_path / "ann.json", tmp_path)
+    path.write_bytes(b"")
+    loader = BottomUpLoader(source, codec, SIZE)
+    with pytest.raises(ValueError, match="none of the 2 samples .* readable image"):
+        loader.load_batch([0], [0])
 
 
 def test_sharding_with_input_context(tf, source, codec):

@@ -6,9 +6,13 @@ S = codec.config.num_scales (5) supervision scales, h_j = H / 4 / 2**j.
 ``bottom_up_dataset`` yields ``(images, (t_0, ..., t_{S-1}))`` with images
 float32 (B, H, W, 3) RGB in [0, 255] and t_j float32 (B, h_j, w_j, C + 1) =
 concat(codec pyramid heatmaps, mask) on the last axis: what the model and
-``FocalL2Loss`` consume (simple_pose.md §2.2-2.6). The per-sample work is NumPy
-and OpenCV (``BottomUpLoader``) run inside ``tf.numpy_function``; OpenCV
-releases the GIL, so a parallel map uses both cores.
+``FocalL2Loss`` consume (simple_pose.md §2.2-2.6). The work is NumPy and OpenCV
+(``BottomUpLoader``): one ``tf.numpy_function`` per batch of (epoch, index)
+pairs writes every sample straight into the batch arrays, and a parallel map
+runs several batches at once (OpenCV and large NumPy operations release the GIL).
+Per-sample numpy_function calls plus ``batch`` cost ~5 ms of extra CPU per
+512 x 512 sample in TensorFlow's copies and scheduling; per-batch loading
+removes nearly all of it.
 
 TensorFlow is imported inside the functions that build datasets, so the loader
 itself can be used (and tested, and benchmarked) without it.
@@ -61,7 +65,7 @@ class BottomUpLoader:
         self.samples = list(source.samples(input_height=h))
         if not self.samples:
             raise ValueError(f"{source!r} has no training samples (no main persons)")
-        self.num_bad = 0           # skipped loads (a bad image counts once per load)
+        self.num_bad = 0           # samples skipped or replaced because of a bad image
         self.bad_indices: set = set()
         self._lock = threading.Lock()
 
@@ -84,30 +88,13 @@ class BottomUpLoader:
     def _rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, int(epoch), int(index)])
 
-    def load(self, epoch: int, index: int):
-        """One sample -> (ok, image (H, W, 3) uint8 RGB, [t_j (h_j, w_j, C + 1) float32]).
-
-        A sample whose image cannot be read (missing, empty, corrupt, or not the
-        size the annotations give) is reported with ok = False and zero arrays
-        (the dataset filters it out), counted in ``num_bad`` and logged once.
-        """
+    def _sample(self, epoch: int, index: int):
+        """(image (H, W, 3) uint8, codec pyramid levels); raises on a bad image."""
         s = self.samples[int(index)]
-        try:
-            image = load_image(s.path)
-            if image.shape[:2] != (s.height, s.width):
-                raise ImageReadError(f"{s.path}: image is {image.shape[1]}x{image.shape[0]} but the "
-                                     f"annotations say {s.width}x{s.height}")
-        except (ImageReadError, cv2.error) as e:
-            with self._lock:
-                self.num_bad += 1
-                first = int(index) not in self.bad_indices
-                self.bad_indices.add(int(index))
-                n = self.num_bad
-            # once per sample; later epochs only count it
-            (log.warning if first else log.debug)(
-                "skipping sample %d (bad image, %d skips so far): %s", int(index), n, e)
-            return False, np.zeros(self.input_size + (3,), np.uint8), \
-                [np.zeros(t, np.float32) for t in self.target_shapes]
+        image = load_image(s.path)
+        if image.shape[:2] != (s.height, s.width):
+            raise ImageReadError(f"{s.path}: image is {image.shape[1]}x{image.shape[0]} but the "
+                                 f"annotations say {s.width}x{s.height}")
         rng = self._rng(epoch, index)
         p = augment_params(rng, self.augment_config) if self.augment else AugmentParams()
         if p.tint:
@@ -120,19 +107,81 @@ class BottomUpLoader:
         out = apply_affine_to_sample(image, s.keypoints, self.source.person_mask(s.image_id),
                                      ignore, M, p.flip, self.codec.spec, out_size=self.input_size)
         targets = self.codec.encode(out.keypoints, self.input_size, out.person_mask, out.ignore_mask)
-        levels = self.codec.pyramid(targets)
-        packed = [np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1,
-                                 out=_aligned_empty(lv["heatmaps"].shape[:2] + (shp[-1],)))
+        return out.image, self.codec.pyramid(targets)
+
+    def _mark_bad(self, index: int, error) -> None:
+        """Remember a sample with a bad image; log it the first time only."""
+        with self._lock:
+            first = int(index) not in self.bad_indices
+            self.bad_indices.add(int(index))
+        (log.warning if first else log.debug)("skipping sample %d (bad image): %s", int(index), error)
+
+    def _count_skip(self) -> None:
+        with self._lock:
+            self.num_bad += 1
+
+    def load(self, epoch: int, index: int):
+        """One sample -> (ok, image (H, W, 3) uint8 RGB, [t_j (h_j, w_j, C + 1) float32]).
+
+        A sample whose image cannot be read (missing, empty, corrupt, or not the
+        size the annotations give) is reported with ok = False and zero arrays,
+        counted in ``num_bad`` and logged once.
+        """
+        try:
+            image, levels = self._sample(epoch, index)
+        except (ImageReadError, cv2.error) as e:
+            self._mark_bad(index, e)
+            self._count_skip()
+            return False, np.zeros(self.input_size + (3,), np.uint8), \
+                [np.zeros(t, np.float32) for t in self.target_shapes]
+        packed = [np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1, out=_aligned_empty(shp))
                   for lv, shp in zip(levels, self.target_shapes)]
-        image = out.image
-        if image.ctypes.data % _ALIGN:
-            image = _aligned_copy(image)
         return True, image, packed
+
+    def load_batch(self, epochs, indices):
+        """A whole batch, written straight into 64-byte aligned arrays.
+
+        Args:
+            epochs, indices: (B,) integer arrays.
+
+        Returns:
+            images (B, H, W, 3) float32 RGB 0..255 and [t_j (B, h_j, w_j, C + 1)].
+            A sample with a bad image is replaced by the next readable one in
+            sample order (deterministic, so batches stay full and reproducible);
+            every replacement is counted in ``num_bad``, each bad file logged once.
+            TensorFlow then wraps these arrays without a copy and there is no
+            per-sample batching work on its side.
+        """
+        n_b = len(indices)
+        images = _aligned_empty((n_b,) + self.input_size + (3,))
+        targets = [_aligned_empty((n_b,) + shp) for shp in self.target_shapes]
+        for b, (epoch, index) in enumerate(zip(epochs, indices)):
+            image, levels = self._sample_or_substitute(int(epoch), int(index))
+            np.copyto(images[b], image)   # uint8 -> float32
+            for t, lv in zip(targets, levels):
+                np.concatenate([lv["heatmaps"], lv["mask"]], axis=-1, out=t[b])
+        return images, targets
+
+    def _sample_or_substitute(self, epoch: int, index: int):
+        n = len(self.samples)
+        for k in range(n):
+            j = (index + k) % n
+            if j in self.bad_indices:
+                continue
+            try:
+                result = self._sample(epoch, j)
+            except (ImageReadError, cv2.error) as e:
+                self._mark_bad(j, e)
+                continue
+            if k:
+                self._count_skip()
+            return result
+        raise ValueError(f"none of the {n} samples of {self.source!r} has a readable image")
 
 
 # TensorFlow wraps a NumPy result without copying only when its buffer is
 # 64-byte aligned (Eigen's alignment); large NumPy arrays are 16-byte aligned.
-# Aligned outputs save one copy of ~4 MB per 512 x 512 sample (~15% of tf.data's share).
+# Aligned outputs avoid one more copy of every batch.
 _ALIGN = 64
 
 
@@ -188,10 +237,11 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
             before loading anything, so a resumed run continues where it stopped.
 
     Returns:
-        Dataset of ``(images (B, H, W, 3) float32, (t_0, ..., t_{S-1}))`` batched
-        with drop_remainder=True and prefetched. Samples whose image is missing
-        or broken are dropped with a warning; the loader (with its ``num_bad``
-        counter) is attached as ``dataset.loader``.
+        Dataset of ``(images (B, H, W, 3) float32, (t_0, ..., t_{S-1}))``, full
+        batches only, prefetched. A sample whose image is missing or broken is
+        replaced by the next readable sample (logged once per file, every
+        replacement counted); the loader (``num_bad``, ``bad_indices``) is
+        attached as ``dataset.loader``.
     """
     import tensorflow as tf
 
@@ -214,26 +264,23 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
 
-    def py_load(epoch, index):
-        ok, image, targets = loader.load(int(epoch), int(index))
-        return (np.bool_(ok), image, *targets)
+    # Index batches -> one numpy_function per batch: the loader writes each sample
+    # straight into aligned batch arrays, so TensorFlow neither copies nor batches.
+    ds = ds.batch(batch_size, drop_remainder=True)
 
-    def tf_load(epoch, index):
-        out = tf.numpy_function(py_load, [epoch, index],
-                                [tf.bool, tf.uint8] + [tf.float32] * len(shapes), stateful=False)
-        ok, image, targets = out[0], out[1], list(out[2:])
-        ok.set_shape(())
-        image.set_shape((h, w, 3))
-        for t, shp in zip(targets, shapes):
-            t.set_shape(shp)
-        return ok, image, tuple(targets)
+    def py_load(epochs, indices):
+        images, targets = loader.load_batch(epochs, indices)
+        return (images, *targets)
+
+    def tf_load(epochs, indices):
+        out = tf.numpy_function(py_load, [epochs, indices], [tf.float32] * (1 + len(shapes)),
+                                stateful=False)
+        out[0].set_shape((batch_size, h, w, 3))
+        for t, shp in zip(out[1:], shapes):
+            t.set_shape((batch_size,) + shp)
+        return out[0], tuple(out[1:])
 
     ds = ds.map(tf_load, num_parallel_calls=calls, deterministic=deterministic)
-    ds = ds.filter(lambda ok, image, targets: ok)
-    ds = ds.map(lambda ok, image, targets: (image, targets))
-    ds = ds.batch(batch_size, drop_remainder=True)
-    # uint8 through the queue (4x less to copy), one vectorised cast per batch
-    ds = ds.map(lambda images, targets: (tf.cast(images, tf.float32), targets))
     ds = ds.prefetch(autotune)
 
     options = tf.data.Options()
