@@ -222,7 +222,10 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     q, score = q[good], score[good]
     key = 0.5 * score + 0.25 * scores[ia[q]] + 0.25 * scores[ib[q]]
     # Greedy one-to-one choice by key, per limb (stable, like Python's sorted).
-    order = np.lexsort((-key, limb[q]))
+    # q runs in limb order already: sort each limb's segment (cheaper than lexsort).
+    bounds = np.searchsorted(limb[q], np.arange(num_limbs + 1)).tolist()
+    order = np.concatenate([lo + np.argsort(-key[lo:hi], kind="stable")
+                            for lo, hi in zip(bounds[:-1], bounds[1:])])
     q, score = q[order], score[order]
     rows = _greedy_matching(limb[q] * len(types) + ia[q], limb[q] * len(types) + ib[q],
                             num_keys=num_limbs * len(types))

@@ -235,6 +235,21 @@ def _seeds(maps: np.ndarray, low: float) -> tuple:
     return sr[keep], sq[keep], st[keep], primary[keep]
 
 
+def _best_per_type(types, key, counts, k) -> np.ndarray:
+    """Indices of the k smallest ``key`` per type (stable among ties), grouped by type.
+
+    Sorting only within each type's segment (found with a radix sort on the
+    small type ids) is several times cheaper than a global lexsort on noise.
+    """
+    order = np.argsort(types.astype(np.int16), kind="stable")
+    ends = np.cumsum(counts).tolist()
+    out = []
+    for lo, hi in zip([0] + ends[:-1], ends):
+        seg = order[lo:hi]
+        out.append(seg if hi - lo <= k else seg[np.argsort(key[seg], kind="stable")[:k]])
+    return np.concatenate(out)
+
+
 def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
                max_candidates: int) -> tuple:
     """Refined keypoint peaks of the upsampled maps (§5.3), per type, capped.
@@ -267,9 +282,9 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
     keep_seeds = 2 * max_candidates
     counts = np.bincount(st, minlength=t)
     if counts.max() > keep_seeds:
-        order = np.lexsort((-maps[sr, sq, st], ~primary, st))
-        rank = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        sel = order[rank < keep_seeds]
+        v = maps[sr, sq, st].astype(np.float64)
+        rank_key = np.where(primary, 0.0, 2.0 * (np.abs(v).max() + 1.0)) - v  # 3x3 maxima first
+        sel = _best_per_type(st, rank_key, counts, keep_seeds)
         sr, sq, st = sr[sel], sq[sel], st[sel]
     # --- patches around the seeds: U @ block @ U.T, one batched product
     offsets, cells, u = patch_operator(stride, radius)
@@ -312,9 +327,10 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
     scores = np.where(fits, win.mean(axis=(1, 2), dtype=np.float64), peak)
     xy = np.stack([xs + off_x, ys + off_y], axis=1)
     # --- cap per type (highest scores), then the authors' id order
-    order = np.lexsort((-scores, types))
     counts = np.bincount(types, minlength=t)
-    rank = np.arange(order.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    sel = order[rank < max_candidates]
+    if counts.max() > max_candidates:
+        sel = _best_per_type(types, -scores, counts, max_candidates)
+    else:
+        sel = np.arange(types.size)
     sel = sel[np.lexsort((xs[sel], ys[sel], types[sel]))]
     return types[sel], xy[sel], scores[sel]
