@@ -17,12 +17,17 @@ class BottomUpTask:
 
     name = "bottom_up"
 
-    def __init__(self, model_cfg):
+    def __init__(self, model_cfg, codec=None):
         from keras_pose.codecs import BodyPartsCodec
 
         self.model_cfg = model_cfg
         self.input_size = tuple(model_cfg.input_size)
-        self.codec = BodyPartsCodec(num_scales=model_cfg.num_scales)
+        codec = dict(codec or {})
+        if "config" in codec:  # a saved BodyPartsCodec.get_config()
+            self.codec = BodyPartsCodec.from_config(codec)
+        else:
+            codec.setdefault("num_scales", model_cfg.num_scales)
+            self.codec = BodyPartsCodec(**codec)
 
     def source(self, annotations, images_dir, main_min_area=None):
         from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
@@ -64,13 +69,17 @@ class TopDownTask:
 
     name = "top_down"
 
-    def __init__(self, model_cfg):
+    def __init__(self, model_cfg, codec=None):
         from keras_pose.codecs import HeatmapCodec, HeatmapCodecConfig
 
         self.model_cfg = model_cfg
         self.input_size = tuple(model_cfg.input_size)
-        self.codec = HeatmapCodec(HeatmapCodecConfig(input_size=self.input_size,
-                                                     heatmap_size=tuple(model_cfg.output_size)))
+        codec = dict(codec or {})
+        if "config" in codec:  # a saved HeatmapCodec.get_config()
+            self.codec = HeatmapCodec.from_config(codec)
+        else:
+            self.codec = HeatmapCodec(HeatmapCodecConfig(
+                input_size=self.input_size, heatmap_size=tuple(model_cfg.output_size)), **codec)
 
     def source(self, annotations, images_dir, main_min_area=None):
         from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
@@ -110,17 +119,18 @@ class TopDownTask:
         return evaluate
 
 
-def get_task(name: str, model_cfg):
+def get_task(name: str, model_cfg, codec=None):
+    """The task adapter; ``codec``: codec field overrides or a saved codec config."""
     from keras_pose.models.configs import IMHNConfig
 
     if name == "bottom_up":
         if not isinstance(model_cfg, IMHNConfig):
             raise ValueError(f"task bottom_up needs an IMHN preset, got {type(model_cfg).__name__}")
-        return BottomUpTask(model_cfg)
+        return BottomUpTask(model_cfg, codec)
     if name == "top_down":
         if isinstance(model_cfg, IMHNConfig):
             raise ValueError("task top_down needs a fasterpose_* or simple_baseline_* preset")
-        return TopDownTask(model_cfg)
+        return TopDownTask(model_cfg, codec)
     raise ValueError(f"unknown task {name!r}")
 
 

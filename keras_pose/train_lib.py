@@ -122,11 +122,12 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     policy = distribute.set_precision(config.mixed_precision)
     chief = distribute.is_chief()
     os.makedirs(config.model_dir, exist_ok=True)
+    model_cfg = presets.get_preset(config.preset)
+    task = tasks.get_task(config.task, model_cfg, config.codec)
+    # Save the full codec config: export, evaluation and the runners decode with it.
+    config = config.replace(codec=task.codec.get_config())
     if chief:
         config.save(os.path.join(config.model_dir, "config.json"))
-
-    model_cfg = presets.get_preset(config.preset)
-    task = tasks.get_task(config.task, model_cfg)
     paths = prepare_data(config, task.input_size)
     _check_paths(paths)
 
@@ -153,6 +154,8 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
         optimizer = make_optimizer(config, steps, replicas)
         losses, weights = task.losses(config.loss, model)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _prebuild_for_multi_worker(model, train_ds)
 
     eval_fn = task.evaluator(paths.val_annotations, paths.val_images, config) \
         if paths.val_annotations and os.path.isfile(paths.val_annotations) else None
@@ -193,6 +196,29 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
         with open(os.path.join(config.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
     return {"model": model, "summary": summary}
+
+
+def _prebuild_for_multi_worker(model, dataset) -> None:
+    """Work around Keras 3.15 ``fit`` under MultiWorkerMirroredStrategy.
+
+    Before training, ``fit`` takes one *distributed* batch and averages it with
+    ``strategy.reduce`` just to learn the input shapes for its symbolic build;
+    the collective all-reduce cannot do that eagerly and fails with "Attempt to
+    convert a value (PerReplica ...)" (keras-team/keras#20585). We run the same
+    symbolic build on one local batch and skip that step; training itself is
+    Keras' own distributed ``fit``.
+    """
+    batch = next(iter(dataset.take(1)))
+    model._symbolic_build(data_batch=batch)
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+    # Keras then averages each replica's logged scalars with
+    # strategy.reduce("MEAN", v, axis=0), which fails on a 0-d tensor under the
+    # collective strategy; hand it (1,)-shaped values, so axis 0 exists and the
+    # result is the cross-worker mean as intended.
+    import tensorflow as tf
+
+    step = model.train_step
+    model.train_step = lambda data: {k: tf.reshape(v, [1]) for k, v in step(data).items()}
 
 
 def _load_initial_weights(model, path: str) -> None:
@@ -266,7 +292,7 @@ def main(config: TrainConfig) -> dict:
     from keras_pose import distribute
 
     if distribute.is_chief():
-        cfg = config.resolved()
+        cfg = TrainConfig.load(os.path.join(config.model_dir, "config.json"))
         from keras_pose.models import presets
         input_size = presets.get_preset(cfg.preset).input_size
         paths = prepare_data(cfg, input_size)

@@ -10,6 +10,8 @@ import numpy as np
 
 
 def main():
+    import keras
+    keras.config.disable_traceback_filtering()
     config_path, out = sys.argv[1], sys.argv[2]
     from keras_pose import train_lib
     from keras_pose.train_config import TrainConfig
@@ -19,6 +21,8 @@ def main():
     try:
         result = train_lib.run(config, verbose=0)
     except Exception as e:  # report the class for the test
+        import traceback
+        traceback.print_exc()
         print(f"TRAIN-ERROR {type(e).__name__}: {e}", flush=True)
         sys.exit(3)
     weights = result["model"].get_weights()

@@ -59,7 +59,7 @@ def run() -> dict:
         else TrainConfig(preset=F.preset or "imhn_tiny")
     config = config.replace(**{k: v for k, v in (("task", F.task), ("preset", F.preset)) if v})
     model, _ = load_keras_model(model_path=F.model, model_dir=F.model_dir)
-    task = get_task(config.task, presets.get_preset(config.preset))
+    task = get_task(config.task, presets.get_preset(config.preset), config.codec)
     annotations, images_dir = F.annotations, F.images_dir
     if not (annotations and images_dir):
         paths = train_lib.prepare_data(config, task.input_size)
