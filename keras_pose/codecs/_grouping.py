@@ -27,6 +27,8 @@ Imports without TensorFlow.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # Above this many limb samples in an image, one cv2 upsampling of all limb
@@ -158,7 +160,8 @@ def _greedy_matching(key_a, key_b, num_keys: int) -> np.ndarray:
     return np.sort(np.concatenate(accepted)) if accepted else np.zeros(0, np.int64)
 
 
-def _stages(smax: int) -> list:
+@functools.lru_cache(maxsize=8)
+def _stages(smax: int) -> tuple:
     """Sample indices in 3 evaluation rounds: 5 spread over the middle, 4 more, the rest.
 
     Middle samples fail first for a pair joining two different persons, so many
@@ -169,7 +172,7 @@ def _stages(smax: int) -> list:
     first = pos([4, 7, 10, 13, 16])
     second = np.setdiff1d(pos([2, 8, 12, 18]), first)
     rest = np.setdiff1d(np.arange(smax), np.concatenate([first, second]))
-    return [first, second, rest]
+    return first, second, rest
 
 
 def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tuple:

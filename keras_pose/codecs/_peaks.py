@@ -168,8 +168,11 @@ class CubicSampler:
         (2X + 1)/(2s) - 0.5 lies on it exactly for s = 1, 2, 4, 8, 16.
         """
         if self._stack is None or not (self._stack[0] <= lo and hi <= self._stack[1]):
-            block = np.moveaxis(self._maps[:, :, lo:hi + 1], -1, 0)
-            stack = np.pad(block, ((0, 0), (2, 2), (0, 0)), mode="edge")
+            h = self.h
+            stack = np.empty((hi - lo + 1, h + 4, self.w), np.float32)
+            stack[:, 2:h + 2] = self._maps[:, :, lo:hi + 1].transpose(2, 0, 1)
+            stack[:, :2] = stack[:, 2:3]              # replicated edge rows
+            stack[:, h + 2:] = stack[:, h + 1:h + 2]
             self._stack = (lo, hi, stack.reshape(-1, self.w))
         base, _, img = self._stack
         n = x.size
