@@ -62,6 +62,7 @@ class TrainConfig(Config):
     # --- hardware
     strategy: str = "auto"
     cpu_replicas: int = 0                       # > 1: split the CPU into logical devices (tests)
+    sync_batchnorm: bool = True                 # synchronise BN statistics across replicas (SyncBN)
     mixed_precision: str = "auto"
     # --- evaluation and products
     eval_every: int = 0                         # epochs between AP evaluations (0: only at the end)

@@ -149,6 +149,8 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
 
     with strategy.scope():
         model = presets.from_preset(config.preset)
+        if config.sync_batchnorm and replicas > 1:
+            model = _with_sync_batchnorm(model)
         if config.init_from:
             _load_initial_weights(model, config.init_from)
         optimizer = make_optimizer(config, steps, replicas)
@@ -196,6 +198,24 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
         with open(os.path.join(config.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2)
     return {"model": model, "summary": summary}
+
+
+def _with_sync_batchnorm(model):
+    """The same functional model with every BatchNormalization synchronised.
+
+    The authors train with SyncBN (apex); without it each replica normalises
+    with, and accumulates moving statistics from, its own slice of the batch.
+    """
+    import keras
+
+    def clone(layer):
+        cfg = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization):
+            cfg["synchronized"] = True
+        return layer.__class__.from_config(cfg)
+    synced = keras.models.clone_model(model, clone_function=clone)
+    synced.set_weights(model.get_weights())
+    return synced
 
 
 def _prebuild_for_multi_worker(model, dataset) -> None:

@@ -1,10 +1,10 @@
 """Subprocess: one SGD step of a tiny IMHN on the same global batch, on one
 device and under MirroredStrategy over 2 logical CPUs; prints the max |dw|.
 
-BatchNorm runs in inference mode here (frozen): without synchronised BN each
-replica normalises with its half-batch statistics, which legitimately changes
-the gradients. What this checks is the distributed gradient aggregation and
-global-batch loss scaling, which must agree to float precision.
+BatchNorm is synchronised across replicas (train_lib's SyncBN, as the authors
+train), so two replicas see the statistics of the whole global batch; the
+distributed gradient aggregation and global-batch loss scaling must then agree
+with one device to float precision.
 """
 import numpy as np
 import tensorflow as tf
@@ -15,6 +15,7 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 import keras  # noqa: E402
 
 from keras_pose.models import presets  # noqa: E402
+from keras_pose.train_lib import _with_sync_batchnorm  # noqa: E402
 from keras_pose.tasks import get_task  # noqa: E402
 
 
@@ -22,11 +23,8 @@ def step(strategy, x, ys, init):
     cfg = presets.get_preset("imhn_test")
     task = get_task("bottom_up", cfg)
     with strategy.scope():
-        model = presets.from_preset("imhn_test")
+        model = _with_sync_batchnorm(presets.from_preset("imhn_test"))
         model.set_weights(init)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
         losses, weights = task.losses("focal_l2", model)
         model.compile(keras.optimizers.SGD(1e-4, momentum=0.9), loss=losses,
                       loss_weights=weights, jit_compile=False)
