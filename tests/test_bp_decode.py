@@ -329,6 +329,11 @@ def test_bad_input():
         CODEC.decode([["a"]])
     with pytest.raises(ValueError, match="image_height"):
         CODEC.decode(maps, image_height=0)
+    with pytest.raises(ValueError, match="image_height"):
+        CODEC.decode(maps, image_height="tall")
+    wide = np.zeros((16, 16, 51), np.float32)
+    with pytest.raises(ValueError, match="channels"):
+        CODEC.fuse_flip(wide, wide)
 
 
 def test_candidates_beyond_the_cap_keep_the_strongest():

@@ -99,11 +99,15 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
     stride = int(cfg.stride)
     if image_height is None:
         image_height = stride * maps.shape[0]
-    image_height = float(image_height)
+    try:
+        image_height = float(image_height)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_height must be a number, got {image_height!r}") from None
     if not image_height > 0:
         raise ValueError(f"image_height must be > 0, got {image_height}")
     kstart = spec.keypoint_start
-    types, xy, scores = _peaks.find_peaks(maps[:, :, kstart:kstart + spec.num_internal], stride, cfg.peak_threshold,
+    kmaps = maps[:, :, kstart:kstart + spec.num_internal]   # a view, no copy
+    types, xy, scores = _peaks.find_peaks(kmaps, stride, cfg.peak_threshold,
                                           cfg.refine_radius, cfg.max_candidates)
     if types.size == 0:
         return Poses.empty(spec.num_keypoints)
