@@ -120,6 +120,17 @@ PRESETS = {
                                              0.06, 0.03, 0.02, 0.03),
                             clutter=4, background_noise=15.0, texture_prob=0.3,
                             brightness=0.15, blur_prob=0.15, noise_std=4.0),
+    # The README quickstart (a 0.5 M-param model, ~9 CPU minutes): the persons of
+    # "easy" (same counts, sizes, postures, overlap and truncation, so grouping is
+    # as hard) rendered with milder nuisance (little clutter, few textured clothes,
+    # rare blur and noise), which a model that small cannot also learn in the budget.
+    "quickstart": SyntheticConfig(max_figures=4, min_height=0.3, max_height=0.85, overlap=0.35,
+                                  truncation=0.1, unannotated_prob=0.03, crowd_prob=0.05,
+                                  back_view_prob=0.05, profile_prob=0.15,
+                                  posture_weights=(0.25, 0.15, 0.04, 0.12, 0.1, 0.08, 0.08,
+                                                   0.04, 0.06, 0.03, 0.02, 0.03),
+                                  clutter=2, background_noise=10.0, texture_prob=0.15,
+                                  brightness=0.1, blur_prob=0.05, noise_std=2.0),
     "hard": SyntheticConfig(max_figures=10, min_height=0.08, overlap=0.7, truncation=0.35,
                             crowd_prob=0.2, back_view_prob=0.15, clutter=20,
                             background_noise=40.0, texture_prob=0.8, brightness=0.35,
