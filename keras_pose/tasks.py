@@ -36,11 +36,14 @@ class BottomUpTask:
 
     def dataset(self, source, config, start_index: int = 0):
         from keras_pose.data.pipeline import bottom_up_dataset
+        from keras_pose.data.transforms import AugmentConfig
 
         stacks = self.model_cfg.stacks
+        augment = getattr(config, "augment", None)
         ds = bottom_up_dataset(source, self.codec, self.input_size, config.batch_size,
                                augment=True, shuffle=True, deterministic=config.deterministic,
-                               seed=config.seed, start_index=start_index)
+                               seed=config.seed, start_index=start_index,
+                               augment_config=AugmentConfig(**augment) if augment else None)
         # The pipeline yields one target per scale; every stack is supervised (§3.4).
         ds = ds.map(lambda x, y: (x, tuple(y) * stacks))
         return _poison(ds, config) if config.debug_nan_at_step >= 0 else ds
