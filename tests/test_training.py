@@ -113,6 +113,7 @@ def synthetic_dir(tmp_path_factory):
 
 def _config(synthetic_dir, model_dir, **kw):
     base = dict(preset="imhn_test", data_dir=str(synthetic_dir), synthetic_train_images=24,
+                synthetic_preset="easy",
                 synthetic_val_images=4, synthetic_seed=1, model_dir=str(model_dir), epochs=2,
                 steps_per_epoch=2, batch_size=4, deterministic=True, export_int8=False,
                 demo_image=False, eval_every=0, seed=5)
