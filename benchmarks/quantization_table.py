@@ -21,25 +21,35 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from
 MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 
 
-def evaluate_mode(tflite_path, val_images, ann_path, num_threads=2, repeats=1):
-    """Run the exported model on the val images: latency medians (ms) and AP."""
+def evaluate_modes(paths: dict, val_images, ann_path, num_threads=2, repeats=1) -> dict:
+    """Run every exported model on the val images: latency medians (ms) and AP per mode.
+
+    Modes are timed round-robin on each image (fp32, int8, ... then the next image), so
+    load swings on a shared CPU hit all modes alike and their ratios stay meaningful.
+    """
     from keras_pose.evaluation.coco_eval import evaluate_keypoints
     from keras_pose.inference.tflite_runner import TFLiteRunner, read_image
-    runner = TFLiteRunner(tflite_path, num_threads=num_threads)
-    times = {"preprocess": [], "network": [], "decode": []}
-    results = []
+    runners = {m: TFLiteRunner(p, num_threads=num_threads) for m, p in paths.items()}
+    times = {m: {"preprocess": [], "network": [], "decode": []} for m in paths}
+    results = {m: [] for m in paths}
     for image_id, path in val_images:
         img = read_image(path)
-        runner.predict(img)  # warm-up: first invocations allocate
+        for m, r in runners.items():
+            # The untimed first pass gives the AP results and warms the interpreter up.
+            results[m] += r.predict(img).to_coco(image_id)
         for _ in range(repeats):
-            poses = runner.predict(img)
-            for k, v in runner.last_timing.items():
-                times[k].append(v * 1e3)
-        results += poses.to_coco(image_id)
-    ap = evaluate_keypoints(results, ann_path, image_ids=[i for i, _ in val_images])
-    out = {f"{k}_ms_median": float(np.median(v)) for k, v in times.items()}
-    out.update({"AP": ap["AP"], "AP50": ap["AP50"], "AR": ap["AR"],
-                "persons_detected": len(results)})
+            for m, r in runners.items():
+                r.predict(img)
+                for k, v in r.last_timing.items():
+                    times[m][k].append(v * 1e3)
+    ids = [i for i, _ in val_images]
+    out = {}
+    for m in paths:
+        ap = evaluate_keypoints(results[m], ann_path, image_ids=ids)
+        row = {f"{k}_ms_median": float(np.median(v)) for k, v in times[m].items()}
+        row.update({"AP": ap["AP"], "AP50": ap["AP50"], "AR": ap["AR"],
+                    "persons_detected": len(results[m])})
+        out[m] = row
     return out
 
 
@@ -64,6 +74,8 @@ def main(argv=None):
     ap.add_argument("--num_threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per val image")
     ap.add_argument("--output_dir", default=None, help="keep the exports here (default: temp)")
+    ap.add_argument("--reuse_exports", action="store_true",
+                    help="skip modes already exported under --output_dir")
     a = ap.parse_args(argv)
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
     bad = sorted(set(modes) - set(MODES))
@@ -77,21 +89,28 @@ def main(argv=None):
     cal = export_lib.calibration_images(a.calibration_source, a.calibration_images, hw, seed=1)
     val = val_split(a.val_images, a.val_annotations, a.max_images)
     root = pathlib.Path(a.output_dir or tempfile.mkdtemp(prefix="kp_qtable_"))
-    table = {}
+    table, paths = {}, {}
     for mode in modes:
+        tfl = root / mode / "model.tflite"
         try:
-            side = export_lib.export_tflite(
-                model, root / mode, mode, cal, config=config,
-                qat_kwargs={"steps": a.qat_steps, "epochs": a.qat_epochs},
-                log=lambda m: print(m, file=sys.stderr))
-            row = {"size_bytes": side["size_bytes"],
-                   "keras_max_abs_diff": side["validation"]["max_abs_diff"]}
-            row.update(evaluate_mode(root / mode / "model.tflite", val, a.val_annotations,
-                                     a.num_threads, a.repeats))
+            if a.reuse_exports and tfl.is_file() and (root / mode / "model.json").is_file():
+                side = json.loads((root / mode / "model.json").read_text())
+            else:
+                side = export_lib.export_tflite(
+                    model, root / mode, mode, cal, config=config,
+                    qat_kwargs={"steps": a.qat_steps, "epochs": a.qat_epochs},
+                    log=lambda m: print(m, file=sys.stderr))
+            table[mode] = {"size_bytes": side["size_bytes"],
+                           "keras_max_abs_diff": side["validation"]["max_abs_diff"],
+                           "keras_correlation": side["validation"].get("correlation")}
+            paths[mode] = tfl
         except Exception as e:  # noqa: BLE001 - one failing mode must not hide the others
-            row = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-        table[mode] = row
-        print(f"{mode}: {json.dumps(row)}", file=sys.stderr)
+            table[mode] = {"error": f"{type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}"}
+        print(f"{mode}: {json.dumps(table[mode])}", file=sys.stderr)
+    for mode, row in evaluate_modes(paths, val, a.val_annotations, a.num_threads,
+                                    a.repeats).items():
+        table[mode].update(row)
     res = {"model_dir": str(a.model_dir), "input_shape": [1, *hw, 3], "val_images": len(val),
            "num_threads": a.num_threads, "calibration_images": a.calibration_images,
            "exports": str(root), "modes": table}

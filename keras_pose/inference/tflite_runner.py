@@ -106,7 +106,11 @@ def make_interpreter(model, num_threads=2):
                     name, str(e).splitlines()[0])
     interp = mod.Interpreter(num_threads=num_threads, experimental_op_resolver_type=
                              mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **src)
-    interp.allocate_tensors()
+    try:
+        interp.allocate_tensors()
+    except RuntimeError as e:
+        raise TFLiteRunnerError(f"cannot prepare TFLite model {name} even without XNNPACK: "
+                                f"{str(e).splitlines()[0]}") from e
     return interp
 
 
