@@ -1,7 +1,9 @@
 """Training callbacks: NaN guard, time budget, LR logging, periodic COCO AP."""
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 
 import keras
@@ -16,7 +18,7 @@ class NanGuard(keras.callbacks.Callback):
     """Abort at the first non-finite batch loss.
 
     Raising (instead of ``stop_training``, as ``TerminateOnNaN`` does) skips the
-    epoch-end hooks, so ``BackupAndRestore``/checkpoints never write the
+    epoch-end hooks, so ``EpochBackup``/checkpoints never write the
     poisoned weights: the last good checkpoint survives for a restart.
     """
 
@@ -84,3 +86,63 @@ class CocoEvalCallback(keras.callbacks.Callback):
         if logs is not None:
             logs["val_AP"] = stats.get("AP", 0.0)
             logs["val_AR"] = stats.get("AR", 0.0)
+
+
+_BACKUP_META = "backup.json"
+
+
+def read_backup(backup_dir: str) -> dict:
+    """The last complete backup's record {"epoch", "weights"}, or {} if none."""
+    path = os.path.join(backup_dir, _BACKUP_META)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def restore_backup(model, backup_dir: str) -> int:
+    """Load the last backup (weights, optimizer state, step) into a compiled model.
+
+    Returns the number of completed epochs (0 when there is no backup).
+    """
+    meta = read_backup(backup_dir)
+    if not meta:
+        return 0
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(os.path.join(backup_dir, meta["weights"]))
+    return int(meta["epoch"])
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Back up weights + optimizer state at every epoch end, atomically.
+
+    Keras' ``BackupAndRestore`` overwrites the weights file and then the epoch
+    record, so a kill between the two resumes from the new weights with the
+    old epoch number (a real race when epochs are short). Here each epoch
+    writes a new weights file and only then atomically replaces the one-line
+    record that names it; whatever moment the process dies, the record and the
+    weights it names agree. The backup is kept after training, so re-running a
+    finished ``--model_dir`` resumes at the end instead of starting over.
+    """
+
+    def __init__(self, backup_dir: str):
+        super().__init__()
+        self.backup_dir = backup_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        old = read_backup(self.backup_dir).get("weights")
+        name = f"epoch_{epoch + 1:04d}.weights.h5"
+        self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
+        tmp = os.path.join(self.backup_dir, _BACKUP_META + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"epoch": epoch + 1, "weights": name}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(self.backup_dir, _BACKUP_META))
+        if old and old != name:
+            try:
+                os.remove(os.path.join(self.backup_dir, old))
+            except OSError:
+                pass

@@ -1,7 +1,7 @@
 """Learning-rate schedule of both recipes, driven by the optimizer's step counter.
 
 Because the schedule is a pure function of ``optimizer.iterations``, a run
-restored by ``BackupAndRestore`` (which restores the optimizer state) resumes
+restored from its backup (which holds the optimizer state) resumes
 with its schedule exactly where it stopped.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ run(config):
   2. data: the synthetic set (generated once into ``data_dir``) or COCO on disk;
   3. model, optimizer (recipe of ``TrainConfig.resolved``), losses, compiled in
      the strategy scope; ``--init_from`` weights for the L2 -> focal recipe;
-  4. ``fit`` with BackupAndRestore (resume after a kill with optimizer state,
+  4. ``fit`` with an atomic per-epoch backup (resume after a kill with optimizer state,
      epoch and schedule intact), per-epoch checkpoints, NaN guard, time budget,
      LR logging, periodic AP and TensorBoard;
   5. products: ``model.keras``, ``config.json``, ``metrics.json``, the AP table,
@@ -14,7 +14,6 @@ run(config):
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -73,19 +72,6 @@ def _check_paths(paths: DataPaths) -> None:
             raise FileNotFoundError(f"{p}: not found (check --coco_dir / --images_dir / --annotations)")
 
 
-def _backup_epoch(backup_dir: str) -> int:
-    """Epochs already completed by an interrupted run (BackupAndRestore metadata)."""
-    meta = os.path.join(backup_dir, "training_metadata.json")
-    if os.path.isfile(meta):
-        with open(meta, encoding="utf-8") as f:
-            return int(json.load(f).get("epoch", 0))
-    return 0
-
-
-def _supports(fn, name: str) -> bool:
-    return name in inspect.signature(fn).parameters
-
-
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, replicas: int):
     import keras
 
@@ -112,8 +98,8 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     import tensorflow as tf
 
     from keras_pose import tasks
-    from keras_pose.callbacks import (CocoEvalCallback, LearningRateLogger, NanGuard,
-                                      TimeBudget)
+    from keras_pose.callbacks import (CocoEvalCallback, EpochBackup, LearningRateLogger,
+                                      NanGuard, TimeBudget, read_backup, restore_backup)
     from keras_pose.models import presets
 
     keras.utils.set_random_seed(config.seed)
@@ -144,7 +130,7 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     backup_dir = os.path.join(config.model_dir, "backup")
     if not chief:
         backup_dir = os.path.join(backup_dir, f"worker_{distribute.task_index()}")
-    start_epoch = _backup_epoch(backup_dir)
+    start_epoch = int(read_backup(backup_dir).get("epoch", 0))
     train_ds = task.dataset(source, config, start_index=start_epoch * steps * config.batch_size)
 
     with strategy.scope():
@@ -158,12 +144,14 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             _prebuild_for_multi_worker(model, train_ds)
+        if start_epoch:
+            restore_backup(model, backup_dir)
 
     eval_fn = task.evaluator(paths.val_annotations, paths.val_images, config) \
         if paths.val_annotations and os.path.isfile(paths.val_annotations) else None
     budget = TimeBudget(config.time_budget_s)
     eval_cb = CocoEvalCallback(eval_fn, config.eval_every, config.epochs) if eval_fn else None
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir), NanGuard(), budget,
+    callbacks = [EpochBackup(backup_dir), NanGuard(), budget,
                  LearningRateLogger()]
     if eval_cb:
         callbacks.append(eval_cb)
@@ -179,7 +167,8 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     if start_epoch:
         print(f"Resuming {config.model_dir} from epoch {start_epoch}", flush=True)
     t0 = time.monotonic()
-    history = model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
+    history = model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch,
+                        steps_per_epoch=steps,
                         callbacks=callbacks, verbose=verbose, shuffle=False)
     train_s = time.monotonic() - t0
     epochs_run = len(history.history.get("loss", []))

@@ -141,8 +141,9 @@ def test_mirrored_two_cpus_matches_one_device():
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     assert proc.returncode == 0 and line, proc.stdout[-3000:] + proc.stderr[-3000:]
     vals = dict(kv.split("=") for kv in line[0].split()[1:])
-    assert float(vals["moved"]) > 1e-6        # the step changed the weights
-    assert float(vals["diff"]) < 1e-5         # ... identically with 2 replicas
+    assert float(vals["moved"]) > 1e-3        # the step changed the weights
+    assert float(vals["diff_trainable"]) < 1e-5   # ... identically with 2 replicas
+    assert float(vals["diff"]) < 1e-5             # BN statistics too (relative to their scale)
 
 
 @pytest.mark.slow
@@ -154,8 +155,6 @@ def test_nan_injected_run_stops_cleanly(synthetic_dir, tmp_path):
     assert "TRAIN-ERROR TrainingDiverged: loss became nan at epoch 2, batch 2" in out
     last = tmp_path / "run" / "checkpoints" / "last.weights.h5"
     assert last.is_file()                       # epoch 1's checkpoint survives ...
-    import keras
-
     from keras_pose.models import presets
     m = presets.from_preset("imhn_test")
     m.load_weights(str(last))
@@ -170,7 +169,7 @@ def test_kill_and_resume_matches_uninterrupted(synthetic_dir, tmp_path):
 
     run_dir = tmp_path / "killed"
     cfg = _config(synthetic_dir, run_dir, epochs=3)
-    meta = run_dir / "backup" / "training_metadata.json"
+    meta = run_dir / "backup" / "backup.json"
     proc = _run_worker(cfg, tmp_path / "killed.npz")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:
