@@ -160,8 +160,10 @@ def qat_finetune(model_builder_config, keras_weights, dataset, epochs=1, steps=N
         the QAT tf_keras model (dynamic batch) after fine-tuning.
     """
     tf, tf_keras, _ = _import_tfmot()
-    qat = quantize_twin(build_twin(model_builder_config, keras_weights))
+    twin = build_twin(model_builder_config, keras_weights)
+    qat = quantize_twin(twin)
     if isinstance(dataset, np.ndarray):
+        calibrate_ranges(qat, twin, dataset)
         if teacher is None:
             raise ValueError("qat_finetune: an image array needs a teacher for the targets")
         x = dataset.astype(np.float32)
@@ -170,9 +172,70 @@ def qat_finetune(model_builder_config, keras_weights, dataset, epochs=1, steps=N
         ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0)
         dataset = ds.repeat().batch(batch_size)
         steps = steps or max(1, len(x) // batch_size)
+    _freeze_batch_norm(qat, tf_keras)
     qat.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss="mse")
     qat.fit(dataset, epochs=epochs, steps_per_epoch=steps, verbose=verbose)
     return qat
+
+
+def calibrate_ranges(qat_model, twin, images, batch_size=4):
+    """Start every activation quantizer at the float model's observed range.
+
+    tfmot's moving-average quantizers start at [-6, 6] and move with decay 0.999, so a short
+    fine-tune would keep steps of 12/255 on maps that live in [0, 1]. Each wrapper's
+    ``post_activation``/``output`` range is set to the min/max (with 0 included) of the same
+    layer's output in the float ``twin`` over ``images``; the input quantizer to the pixels'.
+    """
+    import tensorflow as tf
+    from tensorflow_model_optimization.python.core.quantization.keras.quantize_layer import (
+        QuantizeLayer)
+    wrappers = {l.layer.name: l for l in qat_model.layers if hasattr(l, "layer") and any(
+        _quantizer_var(v) for v in l.non_trainable_weights)}
+    names = [n for n in wrappers if n in {l.name for l in twin.layers}]
+    probe = type(twin)(twin.inputs, [twin.get_layer(n).output for n in names])
+    lo = {n: 0.0 for n in names}
+    hi = {n: 0.0 for n in names}
+    x = np.asarray(images, np.float32)
+    for i in range(0, len(x), batch_size):
+        outs = probe(x[i:i + batch_size], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for n, y in zip(names, outs):
+            lo[n] = min(lo[n], float(tf.reduce_min(y)))
+            hi[n] = max(hi[n], float(tf.reduce_max(y)))
+    for n in names:
+        for v in wrappers[n].non_trainable_weights:
+            kind = _quantizer_var(v)
+            if kind:
+                v.assign(lo[n] if kind == "min" else hi[n])
+    for l in qat_model.layers:
+        if isinstance(l, QuantizeLayer):
+            for v in l.non_trainable_weights:
+                kind = _quantizer_var(v, prefix="quantize_layer")
+                if kind:
+                    v.assign(min(float(x.min()), 0.0) if kind == "min" else float(x.max()))
+
+
+def _quantizer_var(v, prefix=None):
+    """'min' / 'max' for an activation-range variable of a QAT wrapper, else None."""
+    base = v.name.split("/")[-1].split(":")[0]
+    for p in ((prefix,) if prefix else ("post_activation", "output")):
+        if base == f"{p}_min":
+            return "min"
+        if base == f"{p}_max":
+            return "max"
+    return None
+
+
+def _freeze_batch_norm(model, tf_keras):
+    """Keep BatchNorm in inference mode during QAT fine-tuning.
+
+    A few steps on small batches would otherwise drag the moving statistics (momentum 0.9)
+    toward those batches, and the int8 graph folds exactly those statistics into the convs.
+    """
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # QuantizeWrapper -> the wrapped layer
+        if isinstance(inner, tf_keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 def convert_qat(qat_model, config, io_dtype="uint8", calibration=None) -> bytes:

@@ -179,7 +179,7 @@ import os
 print(json.dumps({{"side": side, "legacy": os.environ.get("TF_USE_LEGACY_KERAS")}}))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=600, cwd=REPO)
+                       timeout=850, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     side = res["side"]
