@@ -24,11 +24,10 @@ import numpy as np
 
 from keras_pose.codecs.heatmap import HeatmapCodec
 from keras_pose.data.crops import CropAugmentConfig, box_problem, topdown_crop
+from keras_pose.data.pipeline import _index_dataset  # the same (epoch, index) stream
 from keras_pose.inference.preprocess import ImageReadError, load_image
 
 log = logging.getLogger(__name__)
-
-_FOREVER = 2 ** 62
 
 
 @dataclasses.dataclass
@@ -123,20 +122,6 @@ class TopDownLoader:
                                    padding=self.padding)
         targets = self.codec.pack_targets(self.codec.encode(kp))
         return True, crop.astype(np.float32), targets, m
-
-
-def _index_dataset(n: int, shuffle: bool, seed: int, repeat: bool):
-    """(epoch, index) pairs; every epoch is a stateless permutation from (seed, epoch)."""
-    import tensorflow as tf
-
-    def one_epoch(epoch):
-        idx = tf.range(n, dtype=tf.int64)
-        if shuffle:
-            idx = tf.random.experimental.stateless_shuffle(
-                idx, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        return tf.data.Dataset.from_tensor_slices(idx).map(lambda i: (epoch, i))
-
-    return tf.data.Dataset.range(_FOREVER if repeat else 1).flat_map(one_epoch)
 
 
 def topdown_dataset(source, codec: HeatmapCodec, batch_size: int, training: bool = True,
