@@ -362,3 +362,17 @@ def test_noise_is_capped_and_bounded():
     poses = codec.decode(noise)
     assert len(poses) <= 18 * 12 // 2
     assert np.isfinite(poses.keypoints).all() and np.isfinite(poses.scores).all()
+
+
+def test_negative_lobes_keep_refined_peaks_inside_the_image():
+    """Regression: a network map whose 5x5 window nearly cancels (negative lobes)
+    threw the weighted centroid far off the image and crashed the limb reads."""
+    from keras_pose.codecs import BodyPartsCodec
+
+    codec = BodyPartsCodec()
+    rng = np.random.default_rng(1)   # this seed crashed the unclipped centroid
+    maps = rng.normal(0.0, 0.3, (16, 16, 50)).astype(np.float32)
+    poses = codec.decode(maps)                      # must not raise
+    found = poses.keypoints[..., 2] > 0
+    xy = poses.keypoints[..., :2][found]
+    assert np.all((xy >= 0) & (xy <= 63))

@@ -327,8 +327,11 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
     wsum = win.sum(axis=(1, 2), dtype=np.float64)
     ok = fits & (wsum > 0)  # a non-positive window mass has no meaningful centroid
     safe = np.where(ok, wsum, 1.0)
-    off_x = np.where(ok, (win.sum(axis=1, dtype=np.float64) @ r) / safe, 0.0)
-    off_y = np.where(ok, (win.sum(axis=2, dtype=np.float64) @ r) / safe, 0.0)
+    # With non-negative maps the centroid lies inside the window; a network's
+    # maps can dip below zero, and a window whose mass nearly cancels would throw
+    # the centroid anywhere (even off the image), so keep it inside the window.
+    off_x = np.clip(np.where(ok, (win.sum(axis=1, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
+    off_y = np.clip(np.where(ok, (win.sum(axis=2, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
     peak = patch[n, a, b].astype(np.float64)
     scores = np.where(fits, win.mean(axis=(1, 2), dtype=np.float64), peak)
     xy = np.stack([xs + off_x, ys + off_y], axis=1)
