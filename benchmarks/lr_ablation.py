@@ -66,7 +66,7 @@ def crop_pck(eval_model, codec, source, batch: int = 32):
 
     loader = TopDownLoader(source, codec, augment=False)
     H = codec.input_size[0]
-    errs, labelled = [], []
+    errs = []
     for start in range(0, len(loader), batch):
         items = [loader.load(0, i) for i in range(start, min(start + batch, len(loader)))]
         crops = np.stack([it[1] for it in items])

@@ -12,11 +12,10 @@ import io
 import json
 
 import numpy as np
-import pytest
 
 from keras_pose.codecs import BodyPartsCodec
 from keras_pose.inference.preprocess import letterbox_geometry
-from keras_pose.structures import Poses, apply_affine, invert_affine
+from keras_pose.structures import apply_affine, invert_affine
 
 CODEC = BodyPartsCodec()
 

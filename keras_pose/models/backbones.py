@@ -22,8 +22,6 @@ Normalisation lives in the graph, with standard layers only:
 """
 from __future__ import annotations
 
-import keras
-
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)  # Keras "caffe" mean, in RGB order
 
 _RESNETS = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152"}
