@@ -15,14 +15,16 @@ from typing import Optional, Tuple
 from keras_pose.config import Config
 
 TASKS = ("bottom_up", "top_down")
-# The README quickstart (tiny bottom-up preset on the synthetic set): 16 x 100
-# steps of 8 images take ~8 min on an idle 2-core CPU (~0.28 s/step), the ~45 s
-# first-step trace included; the time budget is the safety net on a slower
-# machine, so training never passes 10 minutes (the LR drop at 75% then may not
-# be reached). AP is step-limited there (benchmarks/quickstart_curve.py), so
-# every step the budget allows is used. The flip test (simple_pose.md §5.2)
-# costs ~1 s on the 100 val images and adds ~0.03 AP.
-QUICKSTART_RUN = dict(epochs=16, steps_per_epoch=100, batch_size=8, time_budget_s=570.0,
+# The README quickstart (tiny bottom-up preset on the synthetic set): 28 x 100
+# steps of 8 images. Measured on the idle 2-core machine: 474 s of training
+# (0.17 s/step, the ~40 s first-step trace included), 8.5 min for the whole
+# command. The time budget is the safety net on a slower machine, so training
+# never passes 10 minutes (the LR drop at 75% then may not be reached). AP is
+# step-limited there (benchmarks/quickstart_curve.py: 0.10 / 0.17 / 0.22 / 0.25
+# after 700 / 1400 / 2100 / 2800 steps), so every step the budget allows is
+# used. The flip test (simple_pose.md §5.2) costs ~1 s on the 100 val images
+# and adds ~0.03 AP.
+QUICKSTART_RUN = dict(epochs=28, steps_per_epoch=100, batch_size=8, time_budget_s=570.0,
                       eval_flip=True)
 LOSSES = ("l2", "focal_l2", "focal_l2_paper", "rce", "mse")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
@@ -51,7 +53,7 @@ class TrainConfig(Config):
     # --- run
     model_dir: str = "runs/quickstart"
     # None: the recipe's (resolved()); the quickstart's is QUICKSTART_RUN below.
-    epochs: Optional[int] = None                # 30 (quickstart: 16)
+    epochs: Optional[int] = None                # 30 (quickstart: 28)
     steps_per_epoch: Optional[int] = None       # one pass over the samples (quickstart: 100)
     batch_size: Optional[int] = None            # GLOBAL, split over replicas: 16 (quickstart: 8)
     time_budget_s: Optional[float] = None       # > 0: stop training after this many seconds
