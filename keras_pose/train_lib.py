@@ -279,6 +279,9 @@ def products(config: TrainConfig, model, val_images: str | None, input_size) -> 
         else:
             from keras_pose.inference.predictor import PosePredictor
             poses = PosePredictor(model).predict(image)
+        # The picture shows persons with at least 5 keypoints; the AP evaluation
+        # keeps every person (COCOeval ranks them by score).
+        poses = poses.select((poses.keypoints[..., 2] > 0).sum(1) >= 5)
         canvas = draw_poses(image, poses, ids=list(range(len(poses))))
         big = cv2.resize(canvas, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST) \
             if max(canvas.shape[:2]) < 320 else canvas
