@@ -143,6 +143,12 @@ def test_fixed_size_model_uses_letterbox_to():
     assert dyn.fixed_size is None and dyn.input_height == 128
     poses = dyn.predict(_blob_image(h, w, x, y, sigma=10))
     np.testing.assert_allclose(poses.keypoints[0, 0, :2], [x, y], atol=0.25)
+    # Several scales and no height: scale 1.0 stays the model's own height (the
+    # quickstart's multi-scale evaluation), not the authors' 640 px default.
+    multi = PosePredictor(model, CentroidCodec(), scales=(1.0, 1.5))
+    assert multi.fixed_size is None and multi.input_height == 96
+    poses = multi.predict(_blob_image(h, w, x, y, sigma=10))
+    np.testing.assert_allclose(poses.keypoints[0, 0, :2], [x, y], atol=0.25)
     # An export-style model with a fixed batch of 1: lists run one input at a time.
     pred1 = PosePredictor(_blob_model(input_hw=(96, 128), batch_size=1), CentroidCodec(), flip=True)
     out = pred1.predict([_blob_image(h, w, x, y, sigma=10), _blob_image(120, 90, 30, 70, sigma=6)])

@@ -138,11 +138,15 @@ class PosePredictor:
         # A fixed-size model runs at its own size (letterbox_to) unless a height
         # or several scales are asked for: then a fully convolutional copy on a
         # (None, None) input takes the authors' height letterbox.
+        trained_hw = tuple(getattr(model, "inputs", [None])[0].shape[1:3]) \
+            if getattr(model, "inputs", None) else (None, None)
         self._setup_model(model, want_dynamic=input_height is not None or self.scales != (1.0,))
         if self.fixed_size is not None:
             self.input_height = self.fixed_size[0]
         else:
-            self.input_height = int(input_height or 640)
+            # A fixed-size model made dynamic for several scales keeps its own
+            # height as scale 1.0; a model built dynamic gets the authors' 640.
+            self.input_height = int(input_height or trained_hw[0] or 640)
         if self.input_height <= 0:
             raise ValueError(f"input_height must be positive, got {input_height}")
 
