@@ -38,7 +38,7 @@ class Config:
             t = hints.get(k)
             if isinstance(t, type) and issubclass(t, Config) and isinstance(v, dict):
                 v = t.from_dict(v)
-            elif isinstance(v, list) and typing.get_origin(t) is tuple:
+            elif isinstance(v, list) and _is_tuple_type(t):
                 v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
             kwargs[k] = v
         obj = cls(**kwargs)
@@ -57,3 +57,11 @@ class Config:
     @classmethod
     def from_json(cls, text: str):
         return cls.from_dict(json.loads(text))
+
+
+def _is_tuple_type(t) -> bool:
+    """``Tuple[...]`` or ``Optional[Tuple[...]]`` (JSON gives lists for both)."""
+    if typing.get_origin(t) is tuple:
+        return True
+    return typing.get_origin(t) is typing.Union and \
+        any(typing.get_origin(a) is tuple for a in typing.get_args(t))

@@ -61,6 +61,7 @@ class BottomUpTask:
             from keras_pose.evaluation.bottom_up import evaluate_bottom_up
 
             _, stats = evaluate_bottom_up(model, self.codec, annotations, images_dir,
+                                          scales=config.eval_scales or (1.0,),
                                           flip=config.eval_flip, max_images=config.eval_max_images,
                                           progress=verbose, print_table=verbose)
             return stats

@@ -16,16 +16,16 @@ from keras_pose.config import Config
 
 TASKS = ("bottom_up", "top_down")
 # The README quickstart (tiny bottom-up preset on the synthetic set): 28 x 100
-# steps of 8 images. Measured on the idle 2-core machine: 474 s of training
-# (0.17 s/step, the ~40 s first-step trace included), 8.5 min for the whole
-# command. The time budget is the safety net on a slower machine, so training
+# steps of 8 images. Measured on the idle 2-core machine: 425 s of training
+# (the ~40 s first-step trace included), 7.7 min for the whole command, val AP
+# 0.31. The time budget is the safety net on a slower machine, so training
 # never passes 10 minutes (the LR drop at 75% then may not be reached). AP is
-# step-limited there (benchmarks/quickstart_curve.py: 0.10 / 0.17 / 0.22 / 0.25
-# after 700 / 1400 / 2100 / 2800 steps), so every step the budget allows is
-# used. The flip test (simple_pose.md §5.2) costs ~1 s on the 100 val images
-# and adds ~0.03 AP.
+# step-limited there (benchmarks/quickstart_curve.py), so every step the budget
+# allows is used. The paper's test-time augmentation (flip + scales 1 and 1.5,
+# simple_pose.md §5.2) costs a few seconds on the 100 val images and adds
+# ~0.05 AP.
 QUICKSTART_RUN = dict(epochs=28, steps_per_epoch=100, batch_size=8, time_budget_s=570.0,
-                      eval_flip=True)
+                      eval_flip=True, eval_scales=(1.0, 1.5))
 LOSSES = ("l2", "focal_l2", "focal_l2_paper", "rce", "mse")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
@@ -81,6 +81,7 @@ class TrainConfig(Config):
     eval_every: int = 0                         # epochs between AP evaluations (0: only at the end)
     eval_max_images: Optional[int] = None
     eval_flip: Optional[bool] = None            # flip test in evaluation (quickstart: on)
+    eval_scales: Optional[Tuple[float, ...]] = None  # bottom-up test scales (quickstart: 1, 1.5)
     export_int8: bool = True                    # write model_int8.tflite at the end (quickstart)
     demo_image: bool = True                     # write an annotated picture at the end
     debug_nan_at_step: int = -1                 # tests: poison the batch of this global step
@@ -100,6 +101,8 @@ class TrainConfig(Config):
         for name in ("epochs", "batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_scales is not None and (not self.eval_scales or min(self.eval_scales) <= 0):
+            raise ValueError(f"eval_scales must be positive numbers, got {self.eval_scales}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
         if self.dataset == "coco" and not (self.coco_dir or (self.images_dir and self.annotations)):
@@ -121,7 +124,8 @@ class TrainConfig(Config):
         tiny = "tiny" in self.preset or "test" in self.preset
         quick = tiny and self.task == "bottom_up" and self.dataset == "synthetic"
         run = dict(QUICKSTART_RUN) if quick else \
-            dict(epochs=30, steps_per_epoch=None, batch_size=16, time_budget_s=0.0, eval_flip=False)
+            dict(epochs=30, steps_per_epoch=None, batch_size=16, time_budget_s=0.0, eval_flip=False,
+                 eval_scales=(1.0,))
         self = self.replace(**{k: v for k, v in run.items() if getattr(self, k) is None})
         if self.task == "bottom_up":
             defaults = dict(optimizer="adam" if tiny else "sgd",

@@ -34,14 +34,15 @@ def test_quickstart_defaults_match_the_readme():
     assert cfg.steps_per_epoch is not None and cfg.steps_per_epoch * cfg.epochs > 0
 
 
-def test_quickstart_preset_is_between_easy_and_clean():
+def test_quickstart_preset_is_an_easier_easy():
     from keras_pose.data.synthetic import PRESETS
 
     q, easy = PRESETS["quickstart"], PRESETS["easy"]
-    # Same persons (counts, sizes, overlap): only the rendering nuisance is milder.
-    for name in ("min_figures", "max_figures", "min_height", "max_height", "overlap",
-                 "truncation", "crowd_prob", "posture_weights"):
+    # Same overlap, truncation, crowds and postures: grouping stays the point.
+    for name in ("min_figures", "overlap", "truncation", "crowd_prob", "posture_weights"):
         assert getattr(q, name) == getattr(easy, name), name
+    # Fewer and larger persons, milder rendering nuisance.
+    assert 2 <= q.max_figures <= easy.max_figures and q.min_height >= easy.min_height
     assert q.clutter <= easy.clutter and q.noise_std <= easy.noise_std
     assert q.blur_prob <= easy.blur_prob and q.texture_prob <= easy.texture_prob
 

@@ -47,6 +47,10 @@ def test_config_validation_and_overrides():
     assert (t.optimizer, t.lr, t.lr_boundaries, t.loss) == ("adam", 1e-3, (90, 120), "rce")
     again = TrainConfig.from_dict(json.loads(r.to_json()))
     assert again == r
+    # Optional tuple fields (LR boundaries, test scales) come back from JSON as tuples.
+    q = TrainConfig().resolved()
+    assert q.lr_boundaries and q.eval_scales == (1.0, 1.5)
+    assert TrainConfig.from_dict(json.loads(q.to_json())) == q
 
 
 def test_flags_and_flagfile(tmp_path):

@@ -28,7 +28,7 @@ boxes than that. Images are JPEG (quality 90, 4:4:4 chroma).
 The same seed gives byte-identical JSON and JPEG files: image i of a split
 draws from its own ``SeedSequence([seed, split, i])``, so it does not depend on
 the number of workers or images. ``SyntheticConfig`` holds the difficulty knobs;
-``PRESETS["easy"]`` is the quickstart's setting.
+``PRESETS["quickstart"]`` is the README quickstart's setting.
 
 CLI::
 
@@ -120,11 +120,13 @@ PRESETS = {
                                              0.06, 0.03, 0.02, 0.03),
                             clutter=4, background_noise=15.0, texture_prob=0.3,
                             brightness=0.15, blur_prob=0.15, noise_std=4.0),
-    # The README quickstart (a 0.5 M-param model, ~9 CPU minutes): the persons of
-    # "easy" (same counts, sizes, postures, overlap and truncation, so grouping is
-    # as hard) rendered with milder nuisance (little clutter, few textured clothes,
-    # rare blur and noise), which a model that small cannot also learn in the budget.
-    "quickstart": SyntheticConfig(max_figures=4, min_height=0.3, max_height=0.85, overlap=0.35,
+    # The README quickstart (a 0.5 M-param model, ~9 CPU minutes): the scenes of
+    # "easy" with at most 3 figures of 40-90% of the image height (still
+    # overlapping and truncated, so grouping matters), rendered with milder
+    # nuisance (little clutter, few textured clothes, rare blur and noise).
+    # Fewer, larger persons: +0.03 AP at 1400 steps over "easy"'s counts and
+    # sizes (README); the rest of the gap to the issue's target is training steps.
+    "quickstart": SyntheticConfig(max_figures=3, min_height=0.4, max_height=0.9, overlap=0.35,
                                   truncation=0.1, unannotated_prob=0.03, crowd_prob=0.05,
                                   back_view_prob=0.05, profile_prob=0.15,
                                   posture_weights=(0.25, 0.15, 0.04, 0.12, 0.1, 0.08, 0.08,
