@@ -191,7 +191,8 @@ def _synthetic_images(num, input_hw, seed):
     except ImportError as e:
         raise ValueError("calibration source 'synthetic' needs keras_pose.data.synthetic") from e
     rng = np.random.default_rng(seed)
-    # The 'easy' preset: few, large figures, like the quickstart model was trained on.
+    # The 'easy' preset: 1-4 figures with some clutter and noise, a range that covers
+    # the quickstart scenes (and a little beyond) for the activation statistics.
     imgs = [synthetic.make_scene(rng, tuple(input_hw), synthetic.get_preset("easy"))[0]
             for _ in range(num)]
     return imgs
