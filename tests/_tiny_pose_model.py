@@ -66,14 +66,18 @@ def trained_export():
     """Train once per pytest process and export fp32; returns a dict of paths and objects.
 
     Keys: model (full Keras IMHN), config, images (N, 64, 64, 3), dir (with model.keras,
-    fp32/model.tflite + model.json). Cached at module level: every test file shares it.
+    fp32/model.tflite + model.json). Cached at module level: every test file shares it; the
+    directory is removed when the process exits.
     """
     if "v" not in _CACHE:
-        import tempfile
+        import atexit
         import pathlib
+        import shutil
+        import tempfile
         from keras_pose import export_lib
         model, cfg, images = train_tiny(steps=80)
         d = pathlib.Path(tempfile.mkdtemp(prefix="kp_export_"))
+        atexit.register(shutil.rmtree, d, ignore_errors=True)
         model.save(d / "model.keras")
         side = export_lib.export_tflite(model, d / "fp32", "fp32", images, log=lambda m: None)
         _CACHE["v"] = {"model": model, "config": cfg, "images": images, "dir": d,
