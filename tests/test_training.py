@@ -133,6 +133,12 @@ def _run_worker(config, out, env=None, timeout=600):
                             text=True)
 
 
+def _summary(out):
+    """The worker's TRAIN-OK JSON line. TensorFlow may log after it (a multi-worker peer
+    that exits first makes the coordination service print an error at shutdown)."""
+    return json.loads(out.split("TRAIN-OK", 1)[1].splitlines()[0])
+
+
 def _weights(path):
     with np.load(path) as z:
         return [z[k] for k in sorted(z.files, key=lambda s: int(s.split("_")[1]))]
@@ -187,7 +193,7 @@ def test_kill_and_resume_matches_uninterrupted(synthetic_dir, tmp_path):
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out[-3000:]
     assert "Resuming" in out
-    summary = json.loads(out.split("TRAIN-OK", 1)[1])
+    summary = _summary(out)
     assert summary["epochs_completed"] == 3
     a, b = _weights(tmp_path / "ref.npz"), _weights(tmp_path / "killed.npz")
     assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) < 1e-6
@@ -216,7 +222,7 @@ def test_multi_worker_two_processes_on_loopback(synthetic_dir, tmp_path):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for p, o in zip(procs, outs):
         assert p.returncode == 0, o[-3000:]
-    s0 = json.loads(outs[0].split("TRAIN-OK", 1)[1])
+    s0 = _summary(outs[0])
     assert s0["replicas"] == 2 and s0["epochs_completed"] == 1
     a, b = _weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")
     assert max(float(np.abs(x - y).max()) for x, y in zip(a, b)) == 0.0
