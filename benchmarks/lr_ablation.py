@@ -14,7 +14,9 @@ RCE trains logits and evaluates their sigmoid; MSE trains a linear output
 (head bias 0) and evaluates it as is. Absolute APs are low at this budget; the
 comparison between rows is the point. Prints ONE JSON object to stdout.
 
-    python benchmarks/lr_ablation.py [--steps 300] [--batch 16] [--out_dir /tmp/lr_ablation]
+    python benchmarks/lr_ablation.py [--steps 300] [--batch 16] [--out_dir /tmp/lr_ablation] \
+        [--plot docs/lr_ablation.png]
+    python benchmarks/lr_ablation.py --replot results.json --plot docs/lr_ablation.png
 """
 from __future__ import annotations
 
@@ -81,6 +83,55 @@ def crop_pck(eval_model, codec, source, batch: int = 32):
             "mean_err_hm_px": round(float(np.mean(e) * H / codec.stride), 3), "joints": int(e.size)}
 
 
+def plot(result: dict, path: str, metric: str = "pck@0.2") -> None:
+    """PNG of ``metric`` against true GMACs (log axis), one line per loss, drawn with OpenCV.
+
+    ``result``: this script's JSON object. Points are labelled r = 1..8 or "SB" (the
+    SimpleBaseline control); each loss has its own colour."""
+    import math
+
+    import cv2
+    import numpy as np
+
+    W, H, L, R, T, B = 720, 440, 70, 150, 40, 60
+    img = np.full((H, W, 3), 255, np.uint8)
+    rows = result["results"]
+    gmacs = [r["macs"] / 1e9 for r in rows]
+    lo, hi = math.log10(min(gmacs)) - 0.1, math.log10(max(gmacs)) + 0.1
+    px = lambda g: int(L + (math.log10(g) - lo) / (hi - lo) * (W - L - R))
+    py = lambda v: int(H - B - v * (H - T - B))
+    font, grey = cv2.FONT_HERSHEY_SIMPLEX, (160, 160, 160)
+    cv2.rectangle(img, (L, T), (W - R, H - B), (0, 0, 0), 1)
+    for v in np.linspace(0, 1, 6):
+        cv2.line(img, (L, py(v)), (W - R, py(v)), (230, 230, 230), 1)
+        cv2.putText(img, f"{v:.1f}", (L - 40, py(v) + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for e in range(math.ceil(lo * 2), math.floor(hi * 2) + 1):   # ticks at 10^(k/2)
+        g = 10 ** (e / 2)
+        cv2.line(img, (px(g), H - B), (px(g), H - B + 5), (0, 0, 0), 1)
+        cv2.putText(img, f"{g:.2g}", (px(g) - 14, H - B + 22), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "true GMACs (log)", (L + 180, H - 12), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{metric} on val crops, {result['steps']} steps, {result['backbone']}",
+                (L, T - 14), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    colours = [(200, 80, 20), (20, 120, 230), (40, 160, 40), (150, 40, 150)]   # BGR
+    for i, loss in enumerate(dict.fromkeys(r["loss"] for r in rows)):
+        c = colours[i % len(colours)]
+        pts = sorted((r["macs"] / 1e9, r[metric], "SB" if r["r"] is None else f"r={r['r']}")
+                     for r in rows if r["loss"] == loss)
+        fp = [(px(g), py(v)) for g, v, lab in pts if lab != "SB"]
+        for a, b in zip(fp, fp[1:]):
+            cv2.line(img, a, b, c, 2, cv2.LINE_AA)
+        for g, v, lab in pts:
+            cv2.circle(img, (px(g), py(v)), 5, c, -1, cv2.LINE_AA)
+            cv2.putText(img, lab, (px(g) + 7, py(v) - 7), font, 0.42, c, 1, cv2.LINE_AA)
+        cv2.line(img, (W - R + 15, T + 20 + 22 * i), (W - R + 40, T + 20 + 22 * i), c, 2)
+        cv2.putText(img, loss.upper(), (W - R + 46, T + 25 + 22 * i), font, 0.5, c, 1, cv2.LINE_AA)
+    cv2.putText(img, "SB = SimpleBaseline", (W - R + 10, T + 30 + 22 * 3), font, 0.4, grey, 1,
+                cv2.LINE_AA)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not cv2.imwrite(path, img):
+        raise SystemExit(f"lr_ablation: cannot write the plot to {path}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=300)
@@ -91,7 +142,18 @@ def main(argv=None):
     ap.add_argument("--rs", default="1,2,4,8")
     ap.add_argument("--losses", default="rce,mse")
     ap.add_argument("--out_dir", default=None, help="where the synthetic set goes (default: a temp dir)")
+    ap.add_argument("--plot", default=None, help="also draw PCK@0.2 vs GMACs into this PNG")
+    ap.add_argument("--replot", default=None, help="draw --plot from this saved JSON; no training")
     args = ap.parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            raise SystemExit("lr_ablation: --replot needs --plot PATH")
+        try:
+            with open(args.replot) as f:
+                plot(json.load(f), args.plot)
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(f"lr_ablation: {args.replot}: not this script's JSON ({e})")
+        return
 
     import keras
     from keras_pose.codecs import HeatmapCodec
@@ -129,10 +191,12 @@ def main(argv=None):
             _log(json.dumps(row))
             rows.append(row)
             keras.backend.clear_session()
-    print(json.dumps({"input_size": list(INPUT), "backbone": f"mobilenetv2 alpha {args.alpha} (random init)",
-                      "steps": args.steps, "batch": args.batch, "data": "synthetic easy",
-                      "num_train_images": args.num_train, "num_val_images": args.num_val,
-                      "results": rows}, indent=2))
+    result = {"input_size": list(INPUT), "backbone": f"mobilenetv2 alpha {args.alpha} (random init)",
+              "steps": args.steps, "batch": args.batch, "data": "synthetic easy",
+              "num_train_images": args.num_train, "num_val_images": args.num_val, "results": rows}
+    if args.plot:
+        plot(result, args.plot)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
