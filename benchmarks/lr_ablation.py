@@ -105,8 +105,8 @@ def plot(result: dict, path: str, metric: str = "pck@0.2") -> None:
     for v in np.linspace(0, 1, 6):
         cv2.line(img, (L, py(v)), (W - R, py(v)), (230, 230, 230), 1)
         cv2.putText(img, f"{v:.1f}", (L - 40, py(v) + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    for e in range(math.ceil(lo * 2), math.floor(hi * 2) + 1):   # ticks at 10^(k/2)
-        g = 10 ** (e / 2)
+    ticks = [m * 10.0 ** e for e in range(math.floor(lo), math.ceil(hi) + 1) for m in (1, 2, 5)]
+    for g in (t for t in ticks if lo <= math.log10(t) <= hi):
         cv2.line(img, (px(g), H - B), (px(g), H - B + 5), (0, 0, 0), 1)
         cv2.putText(img, f"{g:.2g}", (px(g) - 14, H - B + 22), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, "true GMACs (log)", (L + 180, H - 12), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
