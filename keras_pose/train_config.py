@@ -18,7 +18,7 @@ TASKS = ("bottom_up", "top_down")
 # The README quickstart (tiny bottom-up preset on the synthetic set): 28 x 100
 # steps of 8 images. Measured on the idle 2-core machine: 425 s of training
 # (the ~40 s first-step trace included), 7.7 min for the whole command, val AP
-# 0.31. The time budget is the safety net on a slower machine, so training
+# 0.29-0.31 (two runs). The time budget is the safety net on a slower machine, so training
 # never passes 10 minutes (the LR drop at 75% then may not be reached). AP is
 # step-limited there (benchmarks/quickstart_curve.py), so every step the budget
 # allows is used. The paper's test-time augmentation (flip + scales 1 and 1.5,
