@@ -1,7 +1,7 @@
 """AP curve of the README quickstart (``python training/train.py`` with no flags).
 
 Runs the quickstart's resolved ``TrainConfig`` (imhn_tiny at 128x128 on the
-synthetic ``quickstart`` set, Adam with one LR drop at 75%, focal L2) with an
+synthetic ``quickstart`` set, Adam with one LR drop at 75%, L2) with an
 AP evaluation on the 100-image synthetic val split every ``--eval_every``
 epochs, and prints ONE JSON object: per evaluation the epoch, steps, seconds of
 training so far (wall and process CPU, evaluation time excluded) and AP / AP50 /

@@ -49,7 +49,7 @@ def test_config_validation_and_overrides():
     assert again == r
     # Optional tuple fields (LR boundaries, test scales) come back from JSON as tuples.
     q = TrainConfig().resolved()
-    assert q.lr_boundaries and q.eval_scales == (1.0, 1.5)
+    assert q.lr_boundaries and q.eval_scales == (1.0, 1.5) and q.loss == "l2"
     assert TrainConfig.from_dict(json.loads(q.to_json())) == q
 
 
