@@ -38,16 +38,22 @@ class NanGuard(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop after ``seconds`` of training (checked after every batch)."""
+    """Stop after ``seconds`` of training (checked after every batch).
 
-    def __init__(self, seconds: float):
+    The clock starts at ``start`` (a ``time.monotonic()`` value; give the moment
+    ``fit`` is called so its set-up and the epoch-end callbacks count) or else at
+    ``on_train_begin``.
+    """
+
+    def __init__(self, seconds: float, start: float | None = None):
         super().__init__()
         self.seconds = float(seconds)
-        self.start = None
+        self.start = start
         self.stopped_early = False
 
     def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
+        if self.start is None:
+            self.start = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
         if self.seconds > 0 and time.monotonic() - self.start > self.seconds:

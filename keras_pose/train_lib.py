@@ -166,7 +166,7 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
         ]
     if start_epoch:
         print(f"Resuming {config.model_dir} from epoch {start_epoch}", flush=True)
-    t0 = time.monotonic()
+    t0 = budget.start = time.monotonic()   # the budget counts fit's set-up and callbacks too
     history = model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch,
                         steps_per_epoch=steps,
                         callbacks=callbacks, verbose=verbose, shuffle=False)

@@ -101,6 +101,25 @@ def test_nan_guard_raises_and_names_the_step():
     assert isinstance(g, keras.callbacks.Callback)
 
 
+def test_time_budget_counts_from_the_given_start():
+    import time
+    import types
+
+    from keras_pose.callbacks import TimeBudget
+
+    def run(budget):
+        budget.set_model(types.SimpleNamespace(stop_training=False))   # the attribute it sets
+        budget.on_train_begin()
+        budget.on_train_batch_end(0)
+        return budget.model.stop_training, budget.stopped_early
+
+    # Started 10 s before fit (set-up, callbacks): a 5 s budget is already spent.
+    assert run(TimeBudget(5.0, start=time.monotonic() - 10.0)) == (True, True)
+    # Without a start the clock begins at on_train_begin; 0 disables the budget.
+    assert run(TimeBudget(5.0)) == (False, False)
+    assert run(TimeBudget(0.0, start=time.monotonic() - 10.0)) == (False, False)
+
+
 # ------------------------------------------------------------------ end-to-end runs
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
