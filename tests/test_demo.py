@@ -120,7 +120,7 @@ def test_tracker_keeps_ids_when_order_changes_and_smooths():
     base[1, :, :2] = rng.uniform(150, 200, (17, 2))
     tr = PoseTracker(beta=0.0)
     seen, jitter_in, jitter_out = {}, [], []
-    prev = None
+    prev = prev_raw = None
     for f in range(8):
         noise = rng.normal(0, 1.5, (2, 17, 2))
         kp = base.copy()
