@@ -25,7 +25,8 @@ import time
 
 
 def cpu_flags() -> list:
-    wanted = {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"}
+    wanted = {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+              "asimddp", "i8mm"}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             words = set(f.read().split())
