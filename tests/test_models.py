@@ -203,6 +203,44 @@ def test_depth_to_space_order_and_roundtrip(tmp_path):
         blocks.DepthToSpace(0)
 
 
+# -------------------------------------------------------- fused BatchNorm
+@pytest.mark.parametrize("shape", [(4, 6, 5, 8), (2, 1, 1, 3)])
+def test_fused_batchnorm_matches_keras_layer(shape, tmp_path):
+    """Outputs, gradients and moving statistics equal Keras' own layer's, in
+    training and inference (the fused op's unbiased variance is undone)."""
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, shape).astype("float32"))
+    kw = dict(momentum=0.9, epsilon=1e-5)
+    ref, fused = keras.layers.BatchNormalization(**kw), blocks.FusedBatchNormalization(**kw)
+    ref.build(shape), fused.build(shape)
+    rng = np.random.default_rng(1)
+    for layer in (ref, fused):  # same non-trivial weights in both
+        layer.set_weights([rng.normal(1, .2, shape[-1]), rng.normal(0, .2, shape[-1]),
+                           rng.normal(0, .2, shape[-1]), rng.uniform(.5, 2, shape[-1])])
+        rng = np.random.default_rng(1)
+    grads = []
+    for layer in (ref, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.sin(x))
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
+        grads[-1].append(y.numpy())
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for a, b in zip(ref.get_weights(), fused.get_weights()):  # moving mean / variance
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ref(x, training=False), fused(x, training=False), rtol=1e-5,
+                               atol=1e-5)
+    # Masks and synchronized statistics fall back to Keras' path; the layer round-trips.
+    sync = blocks.FusedBatchNormalization(synchronized=True, **kw)
+    assert not sync._fusable(x, None) and fused._fusable(x, None)
+    inp = keras.Input(shape[1:])
+    m = keras.Model(inp, blocks.FusedBatchNormalization(**kw)(inp))
+    assert_keras_roundtrip(m, x.numpy(), tmp_path)
+
+
 # ------------------------------------------------------------ tf_keras twin
 def _randomize(model, rng):
     """Replace init weights by O(1)-output values so the comparison means something."""
@@ -229,7 +267,9 @@ def test_tf_keras_twin_matches(preset, overrides):
     m3 = presets.build_model(cfg)
     m2 = presets.build_model(cfg, K=tf_keras)
     assert [w.shape for w in m3.get_weights()] == [w.shape for w in m2.get_weights()]
-    assert [type(l).__name__ for l in m3.layers] == [type(l).__name__ for l in m2.layers]
+    # Keras 3 normalises with the fused subclass; tf_keras' own layer is fused already.
+    names3 = [type(l).__name__.replace("FusedBatch", "Batch") for l in m3.layers]
+    assert names3 == [type(l).__name__ for l in m2.layers]
     _randomize(m3, np.random.default_rng(9))
     m2.set_weights(m3.get_weights())
     x = _rgb((2, *cfg.input_size, 3), seed=10)

@@ -5,8 +5,10 @@ Every block is a *function* that composes standard Keras layers on a tensor
 so that the same code builds a Keras 3 model and its tf_keras twin for
 quantisation-aware training (tfmot only quantizes flat functional graphs of
 standard layers: no custom Layer subclasses, no nested models; TF_STACK.md Q2).
-The one custom layer is :class:`DepthToSpace` (sub-pixel rearrangement), with a
-tf_keras twin from :func:`depth_to_space_class`.
+The custom layers are :class:`DepthToSpace` (sub-pixel rearrangement), with a
+tf_keras twin from :func:`depth_to_space_class`, and :class:`FusedBatchNormalization`
+(Keras 3's BatchNormalization computed by TensorFlow's fused kernel; tf_keras'
+own layer is fused already, so the twin keeps the standard layer).
 
 Conventions of the Simple Pose reference network (spec ``simple_pose.md`` §3,
 §3.1): BatchNorm momentum 0.9 / eps 1e-5 (PyTorch's 0.1 / 1e-5), LeakyReLU
@@ -130,8 +132,54 @@ def leaky_relu(K, name: str):
     return K.layers.LeakyReLU(alpha=LEAKY_SLOPE, name=name)
 
 
+# ------------------------------------------------------------ BatchNorm
+@keras.saving.register_keras_serializable(package="keras_pose")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` run by TensorFlow's fused kernel.
+
+    Keras 3 normalises with a chain of element-wise ops (moments, then
+    ``tf.nn.batch_normalization``) whose backward pass is another chain; the
+    fused op does each direction in one kernel. Same variables, config and
+    maths (biased batch variance for normalising and for the moving average,
+    as Keras), so weights move freely between the two classes. Channels-last
+    4-D inputs only; anything else (masks, ``synchronized=True``, renorm,
+    other axes) takes Keras' own path. In inference the converter folds the
+    op into the preceding convolution like the standard layer.
+    """
+
+    def _fusable(self, inputs, mask) -> bool:
+        return (mask is None and len(inputs.shape) == 4 and self.axis in (3, -1)
+                and not self.synchronized and not self.renorm and self.center and self.scale)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32")   # statistics in float32, as Keras does
+        gamma, beta = tf.cast(self.gamma, "float32"), tf.cast(self.beta, "float32")
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True)
+            # The op returns the unbiased (n / (n - 1)) batch variance; Keras
+            # averages the biased one.
+            n = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+            variance = variance * ((n - 1.0) / tf.maximum(n, 1.0))
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+            self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon,
+                is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+
 def batch_norm(K, name: str):
-    return K.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+    """BatchNorm with the reference momentum/eps; fused in Keras 3 (see above)."""
+    layer = FusedBatchNormalization if is_keras3(K) else K.layers.BatchNormalization
+    return layer(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def conv(K, x, filters, kernel, name, strides=1, dilation=1, use_bias=False, dtype=None):
