@@ -299,6 +299,23 @@ def test_sample_rounds_cover_every_sample_once():
         assert sorted(idx.tolist()) == list(range(smax))
 
 
+def test_min_limb_length_rejects_coincident_pairs():
+    """A candidate pair closer than ``min_limb_length`` is no limb: a blurry model's
+    stray wrist peak on the elbow would otherwise win on its few, strong samples."""
+    maps = np.zeros((32, 32, COCO.num_channels), np.float32)
+    maps[:, :, COCO.limb_start + 11] = 1.0        # limb 11: right elbow (3) -> right wrist (4)
+    sampler = _peaks.CubicSampler(maps, 4)
+    types = np.array([3, 4, 4])
+    xy = np.array([[60.0, 60.0], [62.0, 62.0], [70.0, 76.0]])    # wrists 2.8 px and 18.9 px away
+    scores = np.array([0.9, 0.9, 0.9])
+    accepted = {}
+    for min_len in (0.0, 4.0):
+        cfg = CODEC.config.replace(min_limb_length=min_len)
+        conns, _ = _grouping.score_limbs(sampler, types, xy, scores, COCO, cfg, 128.0)
+        accepted[min_len] = conns[11][:, 1].astype(int).tolist()
+    assert accepted == {0.0: [1], 4.0: [2]}
+
+
 def test_grouping_final_filter():
     scores = np.array([0.1, 0.1])
     conns, special = _conns({9: [[0, 1, 0.2, 40.0]]})

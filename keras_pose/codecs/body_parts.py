@@ -41,6 +41,7 @@ class BodyPartsCodecConfig(Config):
     max_limb_samples: int = 20         # mid_num
     length_rate: float = 16.0          # len_rate
     connection_tolerance: float = 0.7  # connection_tole
+    min_limb_length: float = 0.0       # shorter candidate pairs are not limbs (input px; 0: authors')
     refine_radius: int = 2             # offset_radius (5x5 window)
     min_parts: int = 2                 # persons with fewer parts are dropped
     min_mean_score: float = 0.45       # persons with total/parts below are dropped
@@ -57,6 +58,8 @@ class BodyPartsCodecConfig(Config):
                 raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)}")
         if self.num_scales < 1:
             raise ValueError(f"num_scales must be >= 1, got {self.num_scales}")
+        if self.min_limb_length < 0:
+            raise ValueError(f"min_limb_length must be >= 0, got {self.min_limb_length}")
         if self.max_candidates < 1:
             raise ValueError(f"max_candidates must be >= 1, got {self.max_candidates}")
 
