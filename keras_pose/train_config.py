@@ -149,14 +149,16 @@ class TrainConfig(Config):
         if self.task == "bottom_up" and tiny:
             # The paper's Gaussians (sigma 9 / 7 px) are sized for 384-512 px
             # inputs; at the tiny presets' 64-128 px they swallow small persons
-            # (GT-map oracle on the synthetic val split: AP 0.84 at sigma 9 vs
-            # 0.89 at 4.5, benchmarks/synthetic_oracle.py), so halve them.
+            # (GT-map oracle, benchmarks/synthetic_oracle.py: 0.84 at sigma 9 vs
+            # 0.89 at 4.5 on the "easy" preset; 0.85 at 4.5 and 3.5 on
+            # "quickstart"). The tiny model's val AP rose with sharper maps:
+            # 0.335-0.343 at 4.5 / 3.5, 0.355 at 3.5 / 2.75 (README).
             # A blurry tiny model puts stray wrist/ankle peaks on the elbow/knee,
             # and such a 1-3 px "limb" wins the greedy match on its few strong
             # samples; pairs closer than one map cell (the stride) cannot be two
             # joints the maps resolve, so they are not limbs (+0.013 and +0.016
             # val AP on two quickstart models; 0 keeps the authors' grouping).
-            defaults["codec"] = {"sigma": 4.5, "limb_sigma": 3.5, "min_limb_length": 4.0}
+            defaults["codec"] = {"sigma": 3.5, "limb_sigma": 2.75, "min_limb_length": 4.0}
             # The authors' shift (50 px) is for 512 px inputs: at 128 px it pushes
             # the main person half out of the picture. Their scale rule sets the
             # main person to 0.6 H; the synthetic val scenes hold persons of
