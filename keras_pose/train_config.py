@@ -152,7 +152,7 @@ class TrainConfig(Config):
             # (GT-map oracle, benchmarks/synthetic_oracle.py: 0.84 at sigma 9 vs
             # 0.89 at 4.5 on the "easy" preset; 0.85 at 4.5 and 3.5 on
             # "quickstart"). The tiny model's val AP rose with sharper maps:
-            # 0.335-0.343 at 4.5 / 3.5, 0.355 at 3.5 / 2.75 (README).
+            # 0.335-0.343 at 4.5 / 3.5, 0.355 and 0.368 at 3.5 / 2.75 (README).
             # A blurry tiny model puts stray wrist/ankle peaks on the elbow/knee,
             # and such a 1-3 px "limb" wins the greedy match on its few strong
             # samples; pairs closer than one map cell (the stride) cannot be two

@@ -194,7 +194,7 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     conns = [np.zeros((0, 4))] * num_limbs
     d = xy[ib] - xy[ia]
     length = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
-    keep = length > cfg.min_limb_length if cfg.min_limb_length > 0 else length != 0
+    keep = length > cfg.min_limb_length   # 0: the authors' "skip L == 0"
     limb, ia, ib, length = limb[keep], ia[keep], ib[keep], length[keep]
     if limb.size == 0:
         return conns, special
