@@ -39,6 +39,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--sigma", type=float, default=6.0, help="keypoint sigma, input px")
+    p.add_argument("--min_limb_length", type=float, default=4.0,
+                   help="grouping: shorter candidate limbs refused (input px; the tiny recipe's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     ann = os.path.join(args.coco_sample, "test_coco.json")
@@ -60,7 +62,8 @@ def main() -> None:
     keras.utils.set_random_seed(args.seed)
     size = (args.input, args.input)
     model_cfg = presets.get_preset("imhn_tiny", input_size=size)
-    task = BottomUpTask(model_cfg, {"sigma": args.sigma, "limb_sigma": args.sigma * 0.75})
+    task = BottomUpTask(model_cfg, {"sigma": args.sigma, "limb_sigma": args.sigma * 0.75,
+                                     "min_limb_length": args.min_limb_length})
     source = CocoKeypoints(ann, args.coco_sample)
     # Mild augmentation: enough variety to learn translation-invariant maps from
     # ~10 crops, close enough to the evaluation view (whole image, no rotation).
@@ -106,7 +109,8 @@ def main() -> None:
     train_s, train_cpu = clock["train_s"], clock["train_cpu_s"]
     print(json.dumps({
         "images": 4, "training_samples": len(source), "input": args.input,
-        "batch": args.batch, "lr": args.lr, "sigma": args.sigma, "steps": done,
+        "batch": args.batch, "lr": args.lr, "sigma": args.sigma,
+        "min_limb_length": args.min_limb_length, "steps": done,
         "params": int(model.count_params()), "train_s": round(train_s, 1),
         "train_cpu_s": round(train_cpu, 1), "total_s": round(time.monotonic() - t0, 1),
         "total_cpu_s": round(time.process_time() - cpu0, 1),
