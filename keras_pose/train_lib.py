@@ -35,19 +35,21 @@ class DataPaths:
 def prepare_data(config: TrainConfig, image_size) -> DataPaths:
     """Resolve (and for the synthetic set, generate once) the train/val files."""
     if config.dataset == "synthetic":
+        from keras_pose.data import synthetic
         root = config.data_dir
         train_ann = os.path.join(root, "annotations", "person_keypoints_train.json")
         val_ann = os.path.join(root, "annotations", "person_keypoints_val.json")
         stamp = os.path.join(root, "generated.json")
         want = {"num_train": config.synthetic_train_images, "num_val": config.synthetic_val_images,
                 "seed": config.synthetic_seed, "image_size": list(image_size),
-                "preset": config.synthetic_preset}
+                "preset": config.synthetic_preset,
+                # the preset's knobs too: a preset edited between runs regenerates the set
+                "knobs": synthetic.get_preset(config.synthetic_preset).to_dict()}
         have = None
         if os.path.isfile(stamp):
             with open(stamp, encoding="utf-8") as f:
                 have = json.load(f)
         if have != want or not (os.path.isfile(train_ann) and os.path.isfile(val_ann)):
-            from keras_pose.data import synthetic
             print(f"Generating the synthetic dataset in {root} "
                   f"({want['num_train']} train + {want['num_val']} val images) ...", flush=True)
             synthetic.generate_dataset(root, num_train=want["num_train"], num_val=want["num_val"],

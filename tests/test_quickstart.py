@@ -35,16 +35,26 @@ def test_quickstart_defaults_match_the_readme():
 
 
 def test_quickstart_preset_is_an_easier_easy():
+    from keras_pose.data._figure import POSTURES
     from keras_pose.data.synthetic import PRESETS
 
     q, easy = PRESETS["quickstart"], PRESETS["easy"]
-    # Same overlap, truncation, crowds and postures: grouping stays the point.
-    for name in ("min_figures", "overlap", "truncation", "crowd_prob", "posture_weights"):
+    # Same overlap, truncation and crowds: grouping stays the point.
+    for name in ("min_figures", "overlap", "truncation", "crowd_prob"):
         assert getattr(q, name) == getattr(easy, name), name
     # Fewer and larger persons, milder rendering nuisance.
     assert 2 <= q.max_figures <= easy.max_figures and q.min_height >= easy.min_height
     assert q.clutter <= easy.clutter and q.noise_std <= easy.noise_std
     assert q.blur_prob <= easy.blur_prob and q.texture_prob <= easy.texture_prob
+    # Mostly upright, camera-facing figures, yet every posture and view still occurs.
+    hard = [POSTURES.index(n) for n in ("bend", "sit", "squat", "kneel", "lie")]
+
+    def hard_share(c):
+        return sum(c.posture_weights[i] for i in hard) / sum(c.posture_weights)
+
+    assert min(q.posture_weights) > 0 and hard_share(q) < hard_share(easy)
+    assert 0 < q.profile_prob + q.back_view_prob < easy.profile_prob + easy.back_view_prob
+    assert q.profile_prob > 0 and q.back_view_prob > 0
 
 
 @pytest.mark.slow

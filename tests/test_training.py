@@ -130,7 +130,8 @@ def synthetic_dir(tmp_path_factory):
                                config="easy", progress=False)
     # Stamp it so train_lib reuses it rather than regenerating.
     (root / "generated.json").write_text(json.dumps(
-        {"num_train": 24, "num_val": 4, "seed": 1, "image_size": [64, 64], "preset": "easy"}))
+        {"num_train": 24, "num_val": 4, "seed": 1, "image_size": [64, 64], "preset": "easy",
+         "knobs": synthetic.PRESETS["easy"].to_dict()}))
     return root
 
 
