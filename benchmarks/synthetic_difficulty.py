@@ -38,6 +38,10 @@ VARIANTS = {
     "smaller": {"min_height": 0.3, "max_height": 0.6},
     "no_tall": {"min_height": 0.4, "max_height": 0.7},
     "tall": {"min_height": 0.6},
+    # the quickstart preset's mix before it turned mostly upright and camera-facing
+    "earlier_mix": {"posture_weights": (0.25, 0.15, 0.04, 0.12, 0.1, 0.08, 0.08, 0.04, 0.06,
+                                        0.03, 0.02, 0.03),
+                    "profile_prob": 0.15, "back_view_prob": 0.05},
 }
 
 

@@ -120,6 +120,29 @@ def test_time_budget_counts_from_the_given_start():
     assert run(TimeBudget(0.0, start=time.monotonic() - 10.0)) == (False, False)
 
 
+def test_synthetic_set_is_regenerated_when_its_preset_changes(tmp_path, monkeypatch):
+    from keras_pose import train_lib
+    from keras_pose.data import synthetic
+
+    calls = []
+
+    def fake_generate(root, **kw):
+        calls.append(kw["config"])
+        for split in ("train", "val"):
+            ann = pathlib.Path(root) / "annotations" / f"person_keypoints_{split}.json"
+            ann.parent.mkdir(parents=True, exist_ok=True)
+            ann.write_text("{}")
+
+    monkeypatch.setattr(synthetic, "generate_dataset", fake_generate)
+    cfg = TrainConfig(data_dir=str(tmp_path), synthetic_preset="easy")
+    train_lib.prepare_data(cfg, (64, 64))
+    train_lib.prepare_data(cfg, (64, 64))
+    assert calls == ["easy"]                      # the stamp matches: reused
+    monkeypatch.setitem(synthetic.PRESETS, "easy", synthetic.PRESETS["easy"].replace(clutter=0))
+    train_lib.prepare_data(cfg, (64, 64))
+    assert calls == ["easy", "easy"]              # same name, other knobs: regenerated
+
+
 # ------------------------------------------------------------------ end-to-end runs
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory):
