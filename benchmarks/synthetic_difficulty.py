@@ -21,6 +21,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from keras_pose.data.synthetic import PRESETS  # noqa: E402  (no TensorFlow)
+
 # In _figure.POSTURES order: stand, walk, run, arms_up, arms_out, wave,
 # cross_legs, bend, sit, squat, kneel, lie.
 UPRIGHT = (0.3, 0.3, 0.0, 0.1, 0.15, 0.15, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -38,10 +40,9 @@ VARIANTS = {
     "smaller": {"min_height": 0.3, "max_height": 0.6},
     "no_tall": {"min_height": 0.4, "max_height": 0.7},
     "tall": {"min_height": 0.6},
-    # the quickstart preset's mix before it turned mostly upright and camera-facing
-    "earlier_mix": {"posture_weights": (0.25, 0.15, 0.04, 0.12, 0.1, 0.08, 0.08, 0.04, 0.06,
-                                        0.03, 0.02, 0.03),
-                    "profile_prob": 0.15, "back_view_prob": 0.05},
+    # the quickstart preset's mix before it turned mostly upright and camera-facing ("easy"'s)
+    "earlier_mix": {k: getattr(PRESETS["easy"], k)
+                    for k in ("posture_weights", "profile_prob", "back_view_prob")},
 }
 
 
