@@ -126,7 +126,7 @@ PRESETS = {
     # nuisance (little clutter, few textured clothes, rare blur and noise), and
     # mostly upright, camera-facing figures: every posture still occurs, but
     # bending, sitting, squatting, kneeling and lying make 8% of figures (not
-    # 23%) and side / back views 7% (not 20%). Those two knobs cost the tiny
+    # 18%) and side / back views 7% (not 20%). Those two knobs cost the tiny
     # model most (README: a model trained on the earlier mix scored 0.37 on it
     # and 0.46 with upright postures only, 0.42 with front views only).
     "quickstart": SyntheticConfig(max_figures=3, min_height=0.4, max_height=0.9, overlap=0.35,
