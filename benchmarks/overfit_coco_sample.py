@@ -38,6 +38,14 @@ def _log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def one_per_image(samples) -> list:
+    """The first training sample of each image (its keypoints hold every person)."""
+    first = {}
+    for s in samples:
+        first.setdefault(s.image_id, s)
+    return list(first.values())
+
+
 class WholeImages:
     """A CocoKeypoints seen as one training sample per image, framed as evaluation frames it.
 
@@ -53,14 +61,13 @@ class WholeImages:
     def samples(self, input_height: int) -> list:
         h_in, w_in = self.input_size
         crops = self.source.samples(input_height)
-        whole = {}
-        for s in crops:
-            if s.image_id not in whole:
-                fit = min(h_in / s.height, w_in / s.width)
-                whole[s.image_id] = dataclasses.replace(
-                    s, objpos=np.array([(s.width - 1) / 2, (s.height - 1) / 2], np.float32),
-                    scale_provided=self.target_dist / fit * (h_in - 1) / h_in)
-        return list(whole.values()) + (crops if self.crops else [])
+        whole = []
+        for s in one_per_image(crops):
+            fit = min(h_in / s.height, w_in / s.width)
+            whole.append(dataclasses.replace(
+                s, objpos=np.array([(s.width - 1) / 2, (s.height - 1) / 2], np.float32),
+                scale_provided=self.target_dist / fit * (h_in - 1) / h_in))
+        return whole + (crops if self.crops else [])
 
     def person_mask(self, image_id):
         return self.source.person_mask(image_id)
@@ -80,9 +87,7 @@ def oracle_ap(source, codec, size, annotations) -> float:
     from keras_pose.structures import apply_affine, invert_affine
 
     found = {}
-    for s in source.samples(size[0]):
-        if s.image_id in found:
-            continue
+    for s in one_per_image(source.samples(size[0])):
         _, m = letterbox_to(np.zeros((s.height, s.width, 3), np.uint8), size)
         kps = np.asarray(s.keypoints, np.float64).copy()
         kps[..., :2] = apply_affine(kps[..., :2], m)

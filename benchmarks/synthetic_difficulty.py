@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_pose.data.synthetic import PRESETS  # noqa: E402  (no TensorFlow)
+from keras_pose.data import synthetic  # noqa: E402  (no TensorFlow)
 
 # In _figure.POSTURES order: stand, walk, run, arms_up, arms_out, wave,
 # cross_legs, bend, sit, squat, kneel, lie.
@@ -41,7 +41,7 @@ VARIANTS = {
     "no_tall": {"min_height": 0.4, "max_height": 0.7},
     "tall": {"min_height": 0.6},
     # the quickstart preset's mix before it turned mostly upright and camera-facing ("easy"'s)
-    "earlier_mix": {k: getattr(PRESETS["easy"], k)
+    "earlier_mix": {k: getattr(synthetic.PRESETS["easy"], k)
                     for k in ("posture_weights", "profile_prob", "back_view_prob")},
 }
 
@@ -63,7 +63,6 @@ def main() -> None:
         sys.exit(f"error: --variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
 
     from keras_pose.codecs import BodyPartsCodec
-    from keras_pose.data import synthetic
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
     from keras_pose.export_lib import load_keras_model
 
@@ -75,11 +74,12 @@ def main() -> None:
         sys.exit(f"error: {args.model_dir}/config.json: missing or without a codec (not a "
                  f"bottom-up training run)")
     codec = BodyPartsCodec.from_config(config["codec"])
-    base = synthetic.get_preset(args.preset or config.get("synthetic_preset", "quickstart"))
+    preset = args.preset or config.get("synthetic_preset", "quickstart")
+    base = synthetic.get_preset(preset)
     size = tuple(int(v) for v in model.input_shape[1:3])
     scales = tuple(float(s) for s in args.scales.split(","))
     out = {"benchmark": "synthetic_difficulty", "model_dir": args.model_dir,
-           "preset": args.preset or config.get("synthetic_preset"), "images": args.images,
+           "preset": preset, "images": args.images,
            "scales": list(scales), "flip": args.flip, "results": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
