@@ -134,8 +134,8 @@ def main() -> None:
     from keras_pose.data.transforms import AugmentConfig
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
     from keras_pose.models import presets
-    from keras_pose.schedules import WarmupStepSchedule
-    from keras_pose.tasks import BottomUpTask
+    from keras_pose.train.schedules import WarmupStepSchedule
+    from keras_pose.train.tasks import BottomUpTask
 
     keras.utils.set_random_seed(args.seed)
     size = (args.input, args.input)

@@ -3,7 +3,7 @@
   python benchmarks/quantization_table.py --model_dir runs/quickstart \
       --val_images runs/synthetic/val --val_annotations runs/synthetic/annotations/person_keypoints_val.json
 
-Each mode is exported with ``keras_pose.export_lib`` (int8/qat calibrated on
+Each mode is exported with ``keras_pose.export.tflite`` (int8/qat calibrated on
 ``--calibration_images`` training-style images), then every validation image goes through
 the ``TFLiteRunner``: network and decode milliseconds (median), and COCO keypoint AP via
 ``keras_pose.evaluation.coco_eval``. Prints ONE JSON object to stdout (logs go to stderr).
@@ -82,7 +82,7 @@ def main(argv=None):
     if bad:
         ap.error(f"--modes: unknown {bad}; choose from {MODES}")
 
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     model, config = export_lib.load_keras_model(model_dir=a.model_dir)
     em = export_lib.build_export_model(model)
     hw = tuple(int(v) for v in em.inputs[0].shape[1:3])

@@ -35,8 +35,8 @@ def main() -> None:
     p.add_argument("--override", action="append", default=[], help="TrainConfig key=value")
     args = p.parse_args()
 
-    from keras_pose import tasks, train_lib
-    from keras_pose.train_config import TrainConfig, apply_overrides
+    from keras_pose.train import loop as train_lib, tasks
+    from keras_pose.train.config import TrainConfig, apply_overrides
 
     if os.path.exists(os.path.join(args.model_dir, "backup")):
         sys.exit(f"error: {args.model_dir} holds an unfinished run; pass a fresh --model_dir")

@@ -64,7 +64,7 @@ def main() -> None:
 
     from keras_pose.codecs import BodyPartsCodec
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
-    from keras_pose.export_lib import load_keras_model
+    from keras_pose.export.tflite import load_keras_model
 
     try:
         model, config = load_keras_model(model_dir=args.model_dir)

@@ -100,7 +100,7 @@ def main(argv=None):
     if args.runs < 1:
         ap.error("--runs must be >= 1")
 
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     from keras_pose.models.flops import count_model
 
     cal = np.random.default_rng(1).uniform(0, 255, (args.calibration,) + INPUT + (3,)).astype(np.float32)

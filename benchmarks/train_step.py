@@ -32,7 +32,7 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from keras_pose import tasks
+    from keras_pose.train import tasks
     from keras_pose.models import blocks, presets
 
     cfg = presets.get_preset(args.preset)

@@ -3,7 +3,7 @@
   python export/export_tflite.py --model_dir runs/imhn_tiny --quantize int8 \
       --calibration_source ../shared/data/coco_sample --calibration_images 32 --output exported/int8
 
-Thin absl wrapper over ``keras_pose.export_lib``.
+Thin absl wrapper over ``keras_pose.export.tflite``.
 """
 import json
 import sys
@@ -28,7 +28,7 @@ flags.mark_flag_as_required("output")
 
 def main(argv):
     del argv
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     try:
         model, config = export_lib.load_keras_model(FLAGS.model, FLAGS.model_dir)
         size = tuple(int(v) for v in FLAGS.input_size) if FLAGS.input_size else None

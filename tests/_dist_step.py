@@ -15,8 +15,8 @@ tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConf
 import keras  # noqa: E402
 
 from keras_pose.models import presets  # noqa: E402
-from keras_pose.train_lib import _with_sync_batchnorm  # noqa: E402
-from keras_pose.tasks import get_task  # noqa: E402
+from keras_pose.train.loop import _with_sync_batchnorm  # noqa: E402
+from keras_pose.train.tasks import get_task  # noqa: E402
 
 
 def step(strategy, x, ys, init):

@@ -74,7 +74,7 @@ def trained_export():
         import pathlib
         import shutil
         import tempfile
-        from keras_pose import export_lib
+        from keras_pose.export import tflite as export_lib
         model, cfg, images = train_tiny(steps=80)
         d = pathlib.Path(tempfile.mkdtemp(prefix="kp_export_"))
         atexit.register(shutil.rmtree, d, ignore_errors=True)

@@ -13,8 +13,8 @@ def main():
     import keras
     keras.config.disable_traceback_filtering()
     config_path, out = sys.argv[1], sys.argv[2]
-    from keras_pose import train_lib
-    from keras_pose.train_config import TrainConfig
+    from keras_pose.train import loop as train_lib
+    from keras_pose.train.config import TrainConfig
 
     with open(config_path, encoding="utf-8") as f:
         config = TrainConfig.from_dict(json.load(f))

@@ -31,7 +31,7 @@ def _tflite_maps(path, images):
 
 def _pose_pairs(ref_maps, test_maps):
     from keras_pose.codecs import BodyPartsCodec
-    from keras_pose.export_lib import match_persons
+    from keras_pose.export.tflite import match_persons
     codec = BodyPartsCodec()
     out = []
     for r, t in zip(ref_maps, test_maps):
@@ -77,7 +77,7 @@ def test_fp16_and_dynamic_poses_within_1px(trained, tmp_path, mode):
     A weakly trained model has marginal limb scores, so a tiny map change can flip one
     grouping decision; we require the median matched person within 1 px and >= 80% of them.
     """
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     side = export_lib.export_tflite(trained["model"], tmp_path, mode, trained["images"],
                                     log=lambda m: None)
     assert side["size_bytes"] < trained["fp32_sidecar"]["size_bytes"]
@@ -90,7 +90,7 @@ def test_fp16_and_dynamic_poses_within_1px(trained, tmp_path, mode):
 
 
 def test_int8_export_runs_and_correlates(trained, tmp_path):
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     side = export_lib.export_tflite(trained["model"], tmp_path, "int8", trained["images"],
                                     log=lambda m: None)
     assert side["input"]["dtype"] == "uint8" and side["io_dtype"] == "uint8"
@@ -102,7 +102,7 @@ def test_int8_export_runs_and_correlates(trained, tmp_path):
 
 @pytest.mark.slow
 def test_int8_float_io(trained, tmp_path):
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     side = export_lib.export_tflite(trained["model"], tmp_path, "int8", trained["images"][:4],
                                     io_dtype="float32", log=lambda m: None)
     assert side["input"]["dtype"] == "float32" and side["outputs"][0]["dtype"] == "float32"
@@ -115,7 +115,7 @@ def test_export_model_is_batch1_single_output(trained):
 
 
 def test_bad_arguments(trained, tmp_path):
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     with pytest.raises(ValueError, match="quantize"):
         export_lib.export_tflite(trained["model"], tmp_path, "int4", trained["images"])
     with pytest.raises(ValueError, match="io_dtype"):
@@ -129,7 +129,7 @@ def test_bad_arguments(trained, tmp_path):
 
 def test_calibration_from_folder_uses_letterbox(tmp_path):
     import cv2
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     img = np.zeros((30, 60, 3), np.uint8)
     img[..., 0] = 255  # pure red in RGB
     cv2.imwrite(str(tmp_path / "a.png"), img[..., ::-1])
@@ -164,7 +164,7 @@ def test_qat_end_to_end(tmp_path):
 import sys, json, numpy as np
 sys.path.insert(0, {str(REPO / 'tests')!r})
 import _tiny_pose_model as tiny
-from keras_pose import export_lib
+from keras_pose.export import tflite as export_lib
 from keras_pose.models.imhn import build_imhn
 import keras
 keras.utils.set_random_seed(0)

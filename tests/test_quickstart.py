@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from keras_pose.train_config import TrainConfig
+from keras_pose.train.config import TrainConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -145,7 +145,7 @@ def test_int8_input_quantization_roundtrip():
 def test_top_down_predict_with_boxes(tmp_path):
     """A tiny top-down model (64x48 -> 16x12x17): one pose per box, in image pixels."""
     import keras
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     from keras_pose.data import crops
     from keras_pose.inference.tflite_runner import TFLiteRunner, TFLiteRunnerError
     from keras_pose.structures import apply_affine, invert_affine

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_pose.train_config import TrainConfig, apply_overrides
+from keras_pose.train.config import TrainConfig, apply_overrides
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -74,7 +74,7 @@ def test_flags_and_flagfile(tmp_path):
 
 
 def test_schedule_warmup_and_steps():
-    from keras_pose.schedules import WarmupStepSchedule
+    from keras_pose.train.schedules import WarmupStepSchedule
 
     s = WarmupStepSchedule(1.0, steps_per_epoch=10, warmup_epochs=3, decay_every=15, factor=0.2)
     lr = lambda step: float(s(step))  # noqa: E731
@@ -91,7 +91,7 @@ def test_schedule_warmup_and_steps():
 def test_nan_guard_raises_and_names_the_step():
     import keras
 
-    from keras_pose.callbacks import NanGuard, TrainingDiverged
+    from keras_pose.train.callbacks import NanGuard, TrainingDiverged
 
     g = NanGuard()
     g.on_epoch_begin(2)
@@ -105,7 +105,7 @@ def test_time_budget_counts_from_the_given_start():
     import time
     import types
 
-    from keras_pose.callbacks import TimeBudget
+    from keras_pose.train.callbacks import TimeBudget
 
     def run(budget):
         budget.set_model(types.SimpleNamespace(stop_training=False))   # the attribute it sets
@@ -121,7 +121,7 @@ def test_time_budget_counts_from_the_given_start():
 
 
 def test_synthetic_set_is_regenerated_when_its_preset_changes(tmp_path, monkeypatch):
-    from keras_pose import train_lib
+    from keras_pose.train import loop as train_lib
     from keras_pose.data import synthetic
 
     calls = []

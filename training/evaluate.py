@@ -47,11 +47,11 @@ def main(argv):
 
 
 def run() -> dict:
-    from keras_pose import train_lib
-    from keras_pose.export_lib import load_keras_model
+    from keras_pose.train import loop as train_lib
+    from keras_pose.export.tflite import load_keras_model
     from keras_pose.models import presets
-    from keras_pose.tasks import get_task
-    from keras_pose.train_config import TrainConfig
+    from keras_pose.train.tasks import get_task
+    from keras_pose.train.config import TrainConfig
 
     if not (F.model_dir or F.model):
         raise ValueError("give --model_dir or --model")

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from keras_pose.train_config import (LOSSES, PRECISIONS, STRATEGIES, TASKS,  # noqa: E402
+from keras_pose.train.config import (LOSSES, PRECISIONS, STRATEGIES, TASKS,  # noqa: E402
                                      TrainConfig, apply_overrides)
 
 F = flags.FLAGS
@@ -66,7 +66,7 @@ def build_config() -> TrainConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from keras_pose import train_lib
+    from keras_pose.train import loop as train_lib
     try:
         config = build_config()
         train_lib.main(config)

@@ -2,7 +2,7 @@
 
 The phone-side path (ARCHITECTURE.md seam 5): NumPy, OpenCV and ``ai_edge_litert`` only -
 no TensorFlow import (``tf.lite.Interpreter`` is a fallback used only when ai-edge-litert is
-missing). The sidecar ``model.json`` written by ``keras_pose.export_lib`` supplies the codec,
+missing). The sidecar ``model.json`` written by ``keras_pose.export.tflite`` supplies the codec,
 the KeypointSpec and the I/O quantization; normalisation lives inside the graph, so the runner
 only letterboxes, casts/quantizes, runs and dequantizes.
 """

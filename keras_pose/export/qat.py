@@ -280,7 +280,7 @@ def model_config_from(config: dict, model=None):
 def qat_export(model, config: dict, calibration, io_dtype="uint8", input_size=None,
                epochs=1, steps=50, model_config=None, learning_rate=1e-4) -> bytes:
     """QAT fine-tune ``model`` (Keras 3) by distillation on ``calibration`` and convert to int8."""
-    from keras_pose import export_lib
+    from keras_pose.export import tflite as export_lib
     cfg = model_config or model_config_from(config, model)
     teacher = export_lib.build_export_model(model, input_size)
     qat = qat_finetune(cfg, model.get_weights(), np.asarray(calibration, np.float32),

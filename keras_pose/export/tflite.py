@@ -350,7 +350,7 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
         calibration: (N, H, W, 3) float32 letterboxed inputs (int8/qat calibration and the
             validation images; required).
         config: the training ``config.json`` dict (codec settings; IMHN config for qat).
-        qat_kwargs: forwarded to ``keras_pose.qat.qat_export`` for quantize='qat'.
+        qat_kwargs: forwarded to ``keras_pose.export.qat.qat_export`` for quantize='qat'.
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"--quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
@@ -366,7 +366,7 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
     task = infer_task(em, spec)
     codec = make_codec(task, config, em)
     if quantize == "qat":
-        from keras_pose import qat
+        from keras_pose.export import qat
         data = qat.qat_export(model, config or {}, calibration, io_dtype=io_dtype or "uint8",
                               input_size=input_size, **(qat_kwargs or {}))
     else:

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 
-from keras_pose.train_config import TrainConfig
+from keras_pose.train.config import TrainConfig
 
 log = logging.getLogger("keras_pose.train")
 
@@ -77,7 +77,7 @@ def _check_paths(paths: DataPaths) -> None:
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, replicas: int):
     import keras
 
-    from keras_pose.schedules import WarmupStepSchedule
+    from keras_pose.train.schedules import WarmupStepSchedule
 
     schedule = WarmupStepSchedule(
         base_lr=config.lr * replicas, steps_per_epoch=steps_per_epoch,
@@ -93,14 +93,14 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, replicas: int):
 def run(config: TrainConfig, verbose: int = 1) -> dict:
     """Train (or resume) one run; returns a summary dict (also in metrics.json)."""
     config = config.resolved()
-    from keras_pose import distribute
+    from keras_pose.train import distribute
 
     strategy = distribute.make_strategy(config.strategy, config.cpu_replicas)
     import keras
     import tensorflow as tf
 
-    from keras_pose import tasks
-    from keras_pose.callbacks import (CocoEvalCallback, EpochBackup, LearningRateLogger,
+    from keras_pose.train import tasks
+    from keras_pose.train.callbacks import (CocoEvalCallback, EpochBackup, LearningRateLogger,
                                       NanGuard, TimeBudget, read_backup, restore_backup)
     from keras_pose.models import presets
 
@@ -261,7 +261,7 @@ def products(config: TrainConfig, model, val_images: str | None, input_size) -> 
     tflite_dir = os.path.join(config.model_dir, "tflite_int8")
     runner = None
     if config.export_int8:
-        from keras_pose import export_lib
+        from keras_pose.export import tflite as export_lib
         from keras_pose.inference.tflite_runner import TFLiteRunner
 
         calib = export_lib.calibration_images(val_images, 32, tuple(input_size), seed=config.seed)
@@ -295,7 +295,7 @@ def products(config: TrainConfig, model, val_images: str | None, input_size) -> 
 
 def main(config: TrainConfig) -> dict:
     """``training/train.py``: train, evaluate, and (chief only) write the products."""
-    from keras_pose.callbacks import TrainingDiverged
+    from keras_pose.train.callbacks import TrainingDiverged
 
     t0 = time.monotonic()
     try:
@@ -303,7 +303,7 @@ def main(config: TrainConfig) -> dict:
     except TrainingDiverged as e:
         raise SystemExit(f"error: {e}") from None
     summary, model = result["summary"], result["model"]
-    from keras_pose import distribute
+    from keras_pose.train import distribute
 
     if distribute.is_chief():
         cfg = TrainConfig.load(os.path.join(config.model_dir, "config.json"))
