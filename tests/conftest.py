@@ -19,3 +19,16 @@ def coco_sample_dir() -> pathlib.Path:
     if not (p / "test_coco.json").is_file():
         pytest.skip(f"COCO sample not found at {p} (set KERAS_POSE_COCO_SAMPLE to its folder)")
     return p
+
+
+_DEFAULT_IBP_SAMPLE = REPO.parent / "shared" / "data" / "ibp_checkpoint_sample"
+
+
+@pytest.fixture(scope="session")
+def ibp_sample_dir() -> pathlib.Path:
+    """A checkpoint in the Simple Pose authors' format with their network's outputs
+    (../shared/data/ibp_checkpoint_sample); skips if absent."""
+    p = pathlib.Path(os.environ.get("KERAS_POSE_IBP_SAMPLE", _DEFAULT_IBP_SAMPLE))
+    if not (p / "reference.npz").is_file():
+        pytest.skip(f"checkpoint sample not found at {p} (set KERAS_POSE_IBP_SAMPLE to its folder)")
+    return p
