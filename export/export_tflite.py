@@ -1,7 +1,11 @@
 """Export a trained keras_pose model to TFLite (+ model.json sidecar), validated against Keras.
 
   python export/export_tflite.py --model_dir runs/imhn_tiny --quantize int8 \
-      --calibration_source ../shared/data/coco_sample --calibration_images 32 --output exported/int8
+      --calibration_source images --calibration_dir my_photos --calibration_images 32 \
+      --output exported/int8
+  # the converted paper model, its first 2 stacks only, at 384x384
+  python export/export_tflite.py --model_dir runs/paper --keep_stacks 2 --input_size 384,384 \
+      --quantize fp16 --calibration_source images --calibration_dir my_photos --output exported/p2
 
 Thin absl wrapper over ``keras_pose.export.tflite``.
 """
@@ -18,7 +22,10 @@ flags.DEFINE_enum("io_dtype", None, ["uint8", "int8", "float32"],
                   "int8/qat input+output dtype (default uint8: raw pixels in)")
 flags.DEFINE_integer("calibration_images", 16, "images for int8 calibration and validation")
 flags.DEFINE_string("calibration_source", "synthetic",
-                    "a folder of images (e.g. COCO val2017) or 'synthetic'")
+                    "'images' (real photos from --calibration_dir), 'synthetic', or a folder")
+flags.DEFINE_string("calibration_dir", None,
+                    "with --calibration_source images: a folder of .jpg/.png photos")
+flags.DEFINE_integer("keep_stacks", None, "stacked IMHN: export only the first k stacks")
 flags.DEFINE_list("input_size", None, "H,W for models with a dynamic input size")
 flags.DEFINE_integer("qat_epochs", 1, "QAT fine-tuning epochs (quantize=qat)")
 flags.DEFINE_integer("qat_steps", 50, "QAT steps per epoch (quantize=qat)")
@@ -31,10 +38,20 @@ def main(argv):
     from keras_pose.export import tflite as export_lib
     try:
         model, config = export_lib.load_keras_model(FLAGS.model, FLAGS.model_dir)
+        if FLAGS.keep_stacks is not None:
+            from keras_pose.models.imhn import keep_stacks
+            model = keep_stacks(model, FLAGS.keep_stacks)
+        source = FLAGS.calibration_source
+        if source == "images":
+            if not FLAGS.calibration_dir:
+                raise ValueError("--calibration_source images needs --calibration_dir DIR")
+            source = FLAGS.calibration_dir
+        elif FLAGS.calibration_dir:
+            raise ValueError("--calibration_dir is read with --calibration_source images")
         size = tuple(int(v) for v in FLAGS.input_size) if FLAGS.input_size else None
         em = export_lib.build_export_model(model, size)
         hw = tuple(int(v) for v in em.inputs[0].shape[1:3])
-        cal = export_lib.calibration_images(FLAGS.calibration_source, FLAGS.calibration_images, hw)
+        cal = export_lib.calibration_images(source, FLAGS.calibration_images, hw)
         side = export_lib.export_tflite(
             model, FLAGS.output, FLAGS.quantize, cal, FLAGS.io_dtype, config=config,
             input_size=size, qat_kwargs={"epochs": FLAGS.qat_epochs, "steps": FLAGS.qat_steps},

@@ -39,6 +39,12 @@ def test_config_inferred_from_shapes(sample):
     c = sample["cfg"]
     assert (c.stacks, c.width, c.growth, c.order, c.out_channels) == (1, 256, 8, 4, 50)
     assert (c.feature_width, c.se_reduction, c.dilated_stem) == (256, 16, True)
+    # Trainable weights = their parameters (buffers: BN running stats and counters).
+    sd = _sample_sd(sample["dir"])
+    params = sum(v.size for k, v in sd.items()
+                 if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    trainable = sum(int(np.prod(w.shape)) for w in sample["model"].trainable_weights)
+    assert trainable == params
 
 
 @pytest.mark.parametrize("name", ["checkpoint.pth", "checkpoint_legacy.pth"])
@@ -204,24 +210,68 @@ def _script(*args):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def test_script_writes_a_run_folder(two_stacks, tmp_path):
-    """convert_checkpoint.py -> model.keras + config.json that the export loader reads."""
+@pytest.fixture(scope="module")
+def converted_dir(two_stacks, tmp_path_factory):
+    """convert_checkpoint.py on a 2-stack checkpoint with DDP + eval-wrapper prefixes."""
+    cfg, model, _, _ = two_stacks
+    tmp = tmp_path_factory.mktemp("converted")
+    path = tmp / "two.pth"
+    tw.save({"weights": ibp.state_dict_from_keras(model, cfg, prefix="module.posenet.")}, path)
+    r = _script("--checkpoint", str(path), "--model_dir", str(tmp / "run"), "--input_size", "64")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return tmp / "run"
+
+
+def test_script_writes_a_run_folder(two_stacks, converted_dir):
+    """model.keras + config.json that the export loader reads like a training run's."""
     from keras_pose.export.tflite import load_keras_model
     from keras_pose.train.config import TrainConfig
 
-    cfg, model, x, want = two_stacks
-    path = tmp_path / "two.pth"
-    tw.save({"weights": ibp.state_dict_from_keras(model, cfg, prefix="module.posenet.")}, path)
-    r = _script("--checkpoint", str(path), "--model_dir", str(tmp_path / "run"),
-                "--input_size", "64", "--keep_stacks", "1")
-    assert r.returncode == 0, r.stderr[-2000:]
-    loaded, config = load_keras_model(model_dir=tmp_path / "run")
+    _, _, x, want = two_stacks
+    loaded, config = load_keras_model(model_dir=converted_dir)
     assert TrainConfig.from_dict(config).task == "bottom_up"
     assert config["codec"]["config"]["num_scales"] == 3
     got = loaded.predict(x, verbose=0)
-    assert len(got) == 3
-    for a, b in zip(got, want[:3]):
+    assert len(got) == 6
+    for a, b in zip(got, want):
         assert _rel_err(a, b) < 1e-5
+
+
+def test_keep_stacks_of_a_keras_model(two_stacks):
+    from keras_pose.models.imhn import keep_stacks
+
+    _, model, x, want = two_stacks
+    one = keep_stacks(model, 1)
+    assert [o.shape[1] for o in one.outputs] == [16, 8, 4]
+    for a, b in zip(one.predict(x, verbose=0), want[:3]):
+        assert np.array_equal(a, b)
+    assert keep_stacks(model, 2) is model
+    with pytest.raises(ValueError, match="keep_stacks must be in 1..2"):
+        keep_stacks(model, 0)
+
+
+def test_export_first_stack_fp16_with_photo_calibration(converted_dir, coco_sample_dir, tmp_path):
+    """export_tflite.py --keep_stacks 1 --quantize fp16 --calibration_source images: the
+    TFLite output is stack 0's finest map, validated against Keras."""
+    import json
+    out = tmp_path / "fp16"
+    r = subprocess.run([sys.executable, str(REPO / "export" / "export_tflite.py"),
+                        "--model_dir", str(converted_dir), "--keep_stacks", "1",
+                        "--quantize", "fp16", "--calibration_source", "images",
+                        "--calibration_dir", str(coco_sample_dir), "--calibration_images", "4",
+                        "--output", str(out)], capture_output=True, text=True, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    side = json.loads((out / "model.json").read_text())
+    assert side["quantize"] == "fp16" and side["keras_output_names"] == ["s0_x0"]
+    assert side["validation"]["num_images"] == 4
+    assert side["validation"]["correlation"] > 0.999
+    bad = subprocess.run([sys.executable, str(REPO / "export" / "export_tflite.py"),
+                          "--model_dir", str(converted_dir), "--calibration_source", "images",
+                          "--output", str(tmp_path / "x")], capture_output=True, text=True,
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert bad.returncode != 0 and "--calibration_dir" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_script_lists_missing_keys(two_stacks, tmp_path):

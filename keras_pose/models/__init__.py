@@ -16,6 +16,7 @@ _LAZY = {
     "SimpleBaselineConfig": "keras_pose.models.configs",
     "build_imhn": "keras_pose.models.imhn",
     "imhn_inference_model": "keras_pose.models.imhn",
+    "keep_stacks": "keras_pose.models.imhn",
     "build_fasterpose": "keras_pose.models.fasterpose",
     "fasterpose_inference_model": "keras_pose.models.fasterpose",
     "build_simple_baseline": "keras_pose.models.simple_baseline",

@@ -124,3 +124,28 @@ def imhn_inference_model(model, batch_size: int | None = None):
     src = model if batch_size is None else blocks.with_fixed_batch(model, batch_size)
     out = src.get_layer(last).output
     return keras.Model(src.inputs[0], out, name=f"{model.name}_inference")
+
+
+def keep_stacks(model, k: int):
+    """The first ``k`` stacks of a stacked IMHN: (B, H, W, 3) -> k x (order+1) maps.
+
+    Every stack is supervised (Li et al., AAAI 2020, §3), so its first k
+    stacks form a complete, cheaper network (an accuracy/latency knob). The
+    sub-model shares the layers (and weights) of ``model``; the identity
+    mappings out of stack k-1 and later stacks are left out.
+    """
+    outs = {}
+    for t in model.outputs:
+        name = t._keras_history.operation.name
+        parsed = name[1:].split("_x") if name.startswith("s") else None
+        if not parsed or len(parsed) != 2 or not all(p.isdigit() for p in parsed):
+            raise ValueError(f"keep_stacks: {model.name!r} is not a stacked IMHN "
+                             f"(output {name!r} is not named s{{t}}_x{{j}})")
+        outs[(int(parsed[0]), int(parsed[1]))] = t
+    stacks = 1 + max(s for s, _ in outs)
+    if not isinstance(k, int) or not 1 <= k <= stacks:
+        raise ValueError(f"keep_stacks must be in 1..{stacks}, got {k!r}")
+    if k == stacks:
+        return model
+    kept = [outs[key] for key in sorted(outs) if key[0] < k]
+    return keras.Model(model.inputs[0], kept, name=f"{model.name}_{k}of{stacks}")
