@@ -1,7 +1,7 @@
 """keras_pose: bottom-up (Simple Pose) and top-down (FasterPose) human pose estimation
 on TensorFlow 2 / Keras 3, with quantized TFLite export.
 
-Pins follow the measured stack in shared/design/TF_STACK.md: depend on `tensorflow`
+Pins follow the measured stack in docs/tf_stack_notes.md §1: depend on `tensorflow`
 (not tensorflow-cpu: tfmot -> tf-keras would pull plain tensorflow in beside it).
 """
 from setuptools import find_packages, setup

@@ -5,8 +5,8 @@ Builds each preset with random weights (no downloads) and counts it with
 statistics included), ``trainable_params``, ``macs``/``gmacs`` (true
 multiply-accumulates, a transposed conv counted on its input grid) and
 ``hrnet_gflops`` (weight.numel x output pixels over conv/deconv/dense layers,
-/1024^3 - the convention of the SimpleBaseline/HRNet/FasterPose tables, spec
-``fasterpose.md`` §2.2), plus the output shapes. A ``comparison`` block puts
+/1024^3 - the convention of the SimpleBaseline/HRNet/FasterPose tables, see
+``docs/method_top_down.md`` §2.2), plus the output shapes. A ``comparison`` block puts
 FasterPose (r = 8) beside SimpleBaseline at 256x192 for ResNet-50 and
 MobileNetV2.
 

@@ -6,13 +6,13 @@ sample's annotations, rescaled, mirrored, rotated and placed at random in a
 every channel: the worst case for the candidate cap). Each case is decoded by
 ``BodyPartsCodec.decode`` and by ``tests/_reference_decoder.reference_decode``
 (full-resolution cv2 bicubic upsampling, per-peak and per-pair Python loops,
-the spec's grouping literally) on the same maps in the same run, single thread.
+the authors' grouping literally) on the same maps in the same run, single thread.
 
 Prints one JSON object: median decode ms per case for both, the speed ratio,
 parity (persons and max keypoint difference; for noise the reference keeps the
 same candidate cap, and some weak ringing maxima our seeds skip, see
 ``keras_pose/codecs/_peaks.py``), and the speed-up over the authors' reported
-pure-Python grouping rate (5.2 img/s, simple_pose.md §7). Wall and CPU
+pure-Python grouping rate (5.2 img/s, docs/method_bottom_up.md §7). Wall and CPU
 (process) times are both given: on a shared machine CPU time is the steadier.
 
     python benchmarks/grouping.py [--repeats 15] [--scenes 5]

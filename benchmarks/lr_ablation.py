@@ -1,7 +1,7 @@
 """Low-resolution ablation on the synthetic set: FasterPose r in {1, 2, 4, 8} and the
 SimpleBaseline control, each trained with RCE and with MSE for the same small budget.
 
-``fasterpose.md`` §2.3 / §7 step 3 (the r sweep and MSE vs RCE are the recommended
+``docs/method_top_down.md`` §2.3 (the r sweep and MSE vs RCE are the recommended
 ablations). Everything is small so it runs on a 2-core CPU: a MobileNetV2
 (alpha 0.35, random init) backbone, 128x96 crops, ``--steps`` Adam steps of
 ``--batch`` crops from ``keras_pose.data.synthetic`` (preset "easy"), then AP on

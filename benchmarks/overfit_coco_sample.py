@@ -4,7 +4,7 @@ Sanity check of the whole bottom-up chain on real data (COCO reader, the §2.2
 affine and augmentation, BodyPartsCodec targets, the loss over 5 scales,
 PosePredictor, decoder, pycocotools): ``imhn_tiny`` at ``--input`` px (COCO
 persons are large, so 256 rather than the quickstart's 128) is trained with Adam
-on ``/work/shared/data/coco_sample`` with mild augmentation, then evaluated on the
+on the COCO sample (``--coco_sample``) with mild augmentation, then evaluated on the
 SAME 4 images (the model's fixed input: each whole image fitted into it, one
 scale). ``--view whole`` (default) trains on that same framing, one sample per
 image: a memorisation test of the chain; ``--view crops`` on the training
@@ -15,7 +15,7 @@ is the ceiling: the same images' ground-truth maps decoded and scored at the
 same framing. Prints ONE JSON object (AP every ``--eval_every`` steps).
 
     python benchmarks/overfit_coco_sample.py [--steps 2000] [--input 256] [--batch 4] \
-        [--view whole|crops|both] [--loss l2] [--coco_sample /work/shared/data/coco_sample]
+        [--view whole|crops|both] [--loss l2] [--coco_sample DIR]
 """
 from __future__ import annotations
 

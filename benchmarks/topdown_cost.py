@@ -2,7 +2,7 @@
 
 For each backbone (ResNet-50, MobileNetV2) both heads are built with random,
 untrained weights (fixed seed), counted with ``keras_pose.models.flops``
-(true MACs and the HRNet-repo GFLOPs convention, ``fasterpose.md`` §2.2), and
+(true MACs and the HRNet-repo GFLOPs convention, ``docs/method_top_down.md`` §2.2), and
 converted to batch-1 fixed-size TFLite (builtin ops only) in fp32 and int8
 (random-image representative dataset, uint8 io). Latency: ai_edge_litert,
 2 threads, median of ``--runs`` invocations after warm-up; the two heads of a
@@ -47,7 +47,7 @@ def build_pair(backbone: str):
 
 def make_interpreter(content: bytes):
     """ai_edge_litert interpreter with XNNPACK; without default delegates if XNNPACK
-    refuses the model (zero-scale int8 tensors of an untrained net, TF_STACK.md Q3)."""
+    refuses the model (zero-scale int8 tensors of an untrained net, docs/tf_stack_notes.md §3)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     try:
         it = Interpreter(model_content=content, num_threads=2)

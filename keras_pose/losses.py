@@ -3,7 +3,7 @@
 Every loss returns one value per sample, shape (B,), and leaves the batch
 reduction to Keras (``reduction="sum_over_batch_size"``). Under
 ``tf.distribute`` Keras' ``fit`` divides by the *global* batch, so the
-per-replica sums add up to the spec's batch mean (``TF_STACK.md`` Q5).
+per-replica sums add up to the batch mean of the papers' losses (``docs/tf_stack_notes.md`` §5).
 
 All maths runs in float32: with a mixed-precision policy the model's heads may
 emit float16, and squaring small heatmap errors in float16 underflows.
@@ -26,7 +26,7 @@ __all__ = [
     "bottom_up_loss_weights", "get_loss", "DEFAULT_SCALE_WEIGHTS",
 ]
 
-# lambda_j for the scales 1/4 ... 1/64 (simple_pose.md §4).
+# lambda_j for the scales 1/4 ... 1/64 (docs/method_bottom_up.md §4).
 DEFAULT_SCALE_WEIGHTS = (0.1, 0.2, 0.4, 1.6, 6.4)
 
 
@@ -69,7 +69,7 @@ class _BottomUpLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="keras_pose")
 class FocalL2Loss(_BottomUpLoss):
-    """Focal L2 of Simple Pose (Li et al., AAAI 2020; ``simple_pose.md`` §4).
+    """Focal L2 of Simple Pose (Li et al., AAAI 2020; ``docs/method_bottom_up.md`` §4).
 
     Shapes: y_pred (B, h, w, C) maps, y_true (B, h, w, C + 1) = concat(G, M)
     with the loss mask M in the last channel; returns (B,).
@@ -128,7 +128,7 @@ class FocalL2Loss(_BottomUpLoss):
 
 @keras.saving.register_keras_serializable(package="keras_pose")
 class MaskedL2Loss(_BottomUpLoss):
-    """Plain L2 stage of the recipe (``simple_pose.md`` §4, "Plain L2").
+    """Plain L2 stage of the recipe (``docs/method_bottom_up.md`` §4, "Plain L2").
 
     Shapes as ``FocalL2Loss``; value = sum over (h, w, C) of (P - G)^2 * M * w_c.
 
@@ -153,7 +153,7 @@ def bottom_up_loss_weights(stacks: int, scale_weights=DEFAULT_SCALE_WEIGHTS) -> 
     Outputs are stack-major, finest first ([s0_x0..s0_x4, s1_x0, ...]). Weight
     of output (t, j) = lambda_j / sum(lambda) / stacks, so that with each
     output's loss averaged over the batch the compiled total equals
-    L = (sum_j lambda_j * mean_t L_tj) / sum(lambda) / B (``simple_pose.md`` §4).
+    L = (sum_j lambda_j * mean_t L_tj) / sum(lambda) / B (``docs/method_bottom_up.md`` §4).
     Use as ``compile(loss=[loss] * n, loss_weights=bottom_up_loss_weights(...))``
     (a single loss with a list of weights is rejected by Keras).
     """
@@ -184,7 +184,7 @@ class _TopDownLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="keras_pose")
 class RCELoss(_TopDownLoss):
-    """Regressive cross-entropy of FasterPose (``fasterpose.md`` §3).
+    """Regressive cross-entropy of FasterPose (``docs/method_top_down.md`` §3).
 
     Shapes: y_pred (B, h, w, K) *logits*; y_true (B, h, w, 2K) = concat(Gaussian
     targets y in [0, 1], per-joint weights broadcast over (h, w)); returns (B,).

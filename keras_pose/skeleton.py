@@ -5,7 +5,7 @@ Two orders live here:
 * COCO's 17 keypoints (what annotations, results files and ``Poses`` use);
 * the Simple Pose internal order of 18 points (CMU/OpenPose order with a neck
   synthesised from the shoulders), which the bottom-up maps use
-  (Li et al., "Simple Pose", AAAI 2020; spec ``simple_pose.md`` §1).
+  (Li et al., "Simple Pose", AAAI 2020; ``docs/method_bottom_up.md`` §1).
 
 The bottom-up output has ``num_channels`` = 50 channels per scale:
 0..29 body parts (17 tree limbs + 13 redundant), 30..47 keypoints (internal

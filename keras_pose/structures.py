@@ -82,7 +82,7 @@ class Poses:
         """COCO results-format dicts (one per person).
 
         Found keypoints are written with v = 1, missing ones as (0, 0, 0)
-        (``simple_pose.md`` §5.6); COCOeval ignores v of detections.
+        (``docs/method_bottom_up.md`` §5.6); COCOeval ignores v of detections.
         """
         out = []
         for kp, s in zip(self.keypoints, self.scores):

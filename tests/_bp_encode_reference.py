@@ -1,6 +1,6 @@
 """A deliberately literal Simple Pose target generator, the yardstick for the fast one.
 
-Transcribes ``simple_pose.md`` §2.1-2.6 step by step with plain loops: one
+Transcribes ``docs/method_bottom_up.md`` §2.1-2.6 step by step with plain loops: one
 Gaussian window per (keypoint type, person), one box per (limb type, person),
 the reference's float32/float64 mix, uint8 masks with an area mean that rounds
 half to even, a hand-written 3x3 erosion and a hand-written half-pixel bilinear

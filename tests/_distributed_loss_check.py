@@ -2,7 +2,7 @@
 
 Logical CPU devices must be configured before TensorFlow initialises, hence a
 separate process. One SGD step on the same global batch with 1 and 2 replicas
-must give the same weights (TF_STACK.md Q5): the per-sample losses plus Keras'
+must give the same weights (docs/tf_stack_notes.md §5): the per-sample losses plus Keras'
 sum_over_batch_size reduction divide by the global batch on every replica.
 Prints one JSON object.
 """

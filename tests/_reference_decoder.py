@@ -3,13 +3,13 @@
 Shapes: an h x w x C map at stride s, an H x W = s*h x s*w input, K = 17 COCO
 keypoints, J = 18 internal points.
 
-``reference_decode`` follows ``simple_pose.md`` §5.2 step 7 - §5.6 the way the
+``reference_decode`` follows ``docs/method_bottom_up.md`` §5.2 step 7 - §5.6 the way the
 authors' ``evaluate.py`` does, deliberately without shortcuts: cv2 bicubic
 upsampling of every map to full input resolution, 3x3 NMS with reflect padding
 over the whole map, a Python loop over peaks for refinement, a Python loop over
 every candidate pair for limb scoring, and the ``subset``-array grouping. It is
 our parity oracle for ``keras_pose.codecs._bp_decode`` and the baseline of
-``benchmarks/grouping.py``. Written from the spec, not from the authors' code.
+``benchmarks/grouping.py``. Written from the method (docs/method_bottom_up.md §5), not from the authors' code.
 The one deliberate difference from the authors: the refinement offsets have x
 and y the right way round (the production decoder fixes that quirk too).
 """

@@ -14,7 +14,8 @@ def coco_sample_path() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def coco_sample_dir() -> pathlib.Path:
-    """The four real COCO val2017 images (../shared/data/coco_sample); skips if absent."""
+    """The four real COCO val2017 images (KERAS_POSE_COCO_SAMPLE, or the data folder
+    beside the repository); skips if absent."""
     p = coco_sample_path()
     if not (p / "test_coco.json").is_file():
         pytest.skip(f"COCO sample not found at {p} (set KERAS_POSE_COCO_SAMPLE to its folder)")

@@ -1,4 +1,4 @@
-"""Shared test helper: Keras serialisation round trips (ARCHITECTURE.md "Habits").
+"""Shared test helper: Keras serialisation round trips (every Layer, Model, Loss and Codec).
 
 ``assert_keras_roundtrip(obj, inputs, tmp_path)`` checks that a keras_pose
 Layer, Loss or Model survives
@@ -45,7 +45,7 @@ def _assert_same(a, b, atol, what):
 
 
 def _check_registered(obj):
-    """keras_pose classes must be registered (else .keras load fails, TF_STACK Q2)."""
+    """keras_pose classes must be registered (else .keras load fails, docs/tf_stack_notes.md §2)."""
     cls = type(obj)
     if cls.__module__.startswith("keras_pose"):
         name = keras.saving.get_registered_name(cls)

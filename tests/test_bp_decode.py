@@ -1,4 +1,4 @@
-"""BodyPartsCodec decoding (simple_pose.md §5.2-5.6): exactness against a literal
+"""BodyPartsCodec decoding (docs/method_bottom_up.md §5.2-5.6): exactness against a literal
 full-resolution reference, alignment, flip fusion, grouping quirks, bad input."""
 import numpy as np
 import pytest

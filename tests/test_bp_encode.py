@@ -1,4 +1,4 @@
-"""BodyPartsCodec.encode / .pyramid (simple_pose.md §2.1-2.6).
+"""BodyPartsCodec.encode / .pyramid (docs/method_bottom_up.md §2.1-2.6).
 
 The vectorised encoder is checked against the literal loop-by-loop generator in
 ``_bp_encode_reference.py`` on real COCO persons and on adversarial random

@@ -1,6 +1,6 @@
 """BodyPartsCodec round trip on real COCO annotations: encode -> decode -> COCOeval.
 
-Each image is resized as inference does (simple_pose.md §5.2: height 640, one
+Each image is resized as inference does (docs/method_bottom_up.md §5.2: height 640, one
 scale, padded bottom/right to a multiple of 64; only the keypoints are scaled,
 no pixels are read), its annotations are encoded into the 50 target maps, the
 maps are decoded and mapped back to the original pixels with the inverse

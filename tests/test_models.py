@@ -5,7 +5,7 @@ alpha 0.35 at 128x96); the paper-size IMHN is built once, in a slow test.
 """
 import functools
 
-import keras  # Keras 3 first (TF_STACK.md Q2); tf_keras is imported inside one test only
+import keras  # Keras 3 first (docs/tf_stack_notes.md §2); tf_keras is imported inside one test only
 import numpy as np
 import pytest
 from helpers import assert_keras_roundtrip
@@ -31,7 +31,7 @@ def _res(cin, cout):
 
 
 def imhn_trainable_params(c: IMHNConfig) -> int:
-    """Trainable parameters of an IMHN, layer by layer from spec simple_pose.md §3
+    """Trainable parameters of an IMHN, layer by layer from docs/method_bottom_up.md §3
     (conv kernels, conv biases of the predictions, BN gamma/beta, SE dense)."""
     w = c.width
     stem = _cba(7, 3, w // 4) + _res(w // 4, w // 2) + _res(w // 2, w // 2)
@@ -79,7 +79,7 @@ def test_imhn_outputs_names_shapes_and_params(imhn2):
     ys = imhn2(_rgb((2, 64, 64, 3)))
     assert [tuple(y.shape) for y in ys] == [(2, 16, 16, 50), (2, 8, 8, 50), (2, 4, 4, 50)] * 2
     assert all(y.dtype == "float32" for y in ys)
-    # Trainable params follow the spec's layer list exactly; count_params adds the
+    # Trainable params follow the layer list of docs/method_bottom_up.md §3 exactly; count_params adds the
     # BN moving mean/variance (2 per BN channel).
     assert _trainable(imhn2) == imhn_trainable_params(cfg) == 99_848
     assert imhn2.count_params() == _trainable(imhn2) + 2 * _bn_channels(imhn2) == 102_592
@@ -167,11 +167,11 @@ def test_imhn_roundtrip(tmp_path):
 
 @pytest.mark.slow
 def test_paper_imhn_parameter_counts():
-    """The 4-stack 512 model has exactly the spec's analytic 128,998,760 trainable
-    params (spec §3.5: ~129.0 M; stem 1.01 M, 22.4 M hourglass + 8.9 M features +
+    """The 4-stack 512 model has exactly the analytic 128,998,760 trainable
+    params (docs/method_bottom_up.md §3.5: ~129.0 M; stem 1.01 M, 22.4 M hourglass + 8.9 M features +
     0.06 M heads per stack, 0.79 M per merge). ``count_params()`` is larger by the
     BN moving mean/variance (2 x 103,872 BN channels = 207,744), which are state,
-    not trainable weights, and which the spec's count excludes."""
+    not trainable weights, and which the analytic count excludes."""
     cfg = presets.get_preset("imhn_4s_512")
     assert imhn_trainable_params(cfg) == 128_998_760
     model = build_imhn(cfg)
@@ -179,7 +179,7 @@ def test_paper_imhn_parameter_counts():
     assert model.count_params() == 129_206_504 == 128_998_760 + 2 * _bn_channels(model)
     assert len(model.outputs) == 20
     assert model.outputs[-1].shape == (None, 8, 8, 50)
-    # 3-stack 384 variant: the spec's ~96.8 M.
+    # 3-stack 384 variant: the analytic ~96.8 M.
     cfg3 = presets.get_preset("imhn_3s_384")
     assert imhn_trainable_params(cfg3) == 96_802_590
     model3 = build_imhn(cfg3)

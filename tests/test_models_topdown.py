@@ -6,7 +6,7 @@ import functools
 import subprocess
 import sys
 
-import keras  # Keras 3 first (TF_STACK.md Q2)
+import keras  # Keras 3 first (docs/tf_stack_notes.md §2)
 import numpy as np
 import pytest
 from helpers import assert_keras_roundtrip
@@ -152,7 +152,7 @@ def test_topdown_preset_shapes_and_pinned_params(name):
 
 
 def test_flop_conventions_fasterpose_vs_simple_baseline():
-    """fasterpose.md §2.2: SB-R50 256x192 ~8.9 HRNet GFLOPs, FasterPose-R50 r=8 ~3.8,
+    """docs/method_top_down.md §2.2: SB-R50 256x192 ~8.9 HRNet GFLOPs, FasterPose-R50 r=8 ~3.8,
     ratio ~0.42 (the abstract's -58%). Keras' ResNet50 strides in the first 1x1 of
     a block (torchvision: in the 3x3), so its backbone is ~0.2 GFLOPs cheaper."""
     sb = count_model(_preset_model("simple_baseline_r50_256x192"))
@@ -170,7 +170,7 @@ def test_flop_conventions_fasterpose_vs_simple_baseline():
     assert sb["output_shapes"] == fp["output_shapes"] == [[64, 48, 17]]
     # Moving the stride of conv3/4/5_block1 from the 1x1 (Keras) to the 3x3
     # (torchvision) makes each block's first 1x1 conv run on a 4x larger grid; adding
-    # that back gives the spec's torchvision figures, 8.99 and 3.83 GFLOPs.
+    # that back gives the torchvision-convention figures of docs/method_top_down.md §2.2, 8.99 and 3.83 GFLOPs.
     torchvision_extra = (256 * 128 * (64 * 48 - 32 * 24) + 512 * 256 * (32 * 24 - 16 * 12)
                          + 1024 * 512 * (16 * 12 - 8 * 6)) / 1024 ** 3
     assert sb["hrnet_gflops"] + torchvision_extra == pytest.approx(8.99, abs=0.01)

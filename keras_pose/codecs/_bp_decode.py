@@ -1,4 +1,4 @@
-"""Simple Pose decoding: stride-s maps -> persons (``simple_pose.md`` §5.2-5.6).
+"""Simple Pose decoding: stride-s maps -> persons (``docs/method_bottom_up.md`` §5.2-5.6).
 
 Shapes: an h x w x C map at stride s (C >= 48: L = 30 limbs, then J = 18
 internal keypoints), an H x W = s*h x s*w model input, P persons, K = 17 COCO

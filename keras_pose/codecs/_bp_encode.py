@@ -3,7 +3,7 @@
 Shapes: N persons, K COCO keypoints (17), J internal points (18, with the neck),
 L body parts (30), an H x W input and h x w = H/s x W/s target maps (stride s).
 
-Follows ``simple_pose.md`` §2.1-2.6 (Li et al., "Simple Pose", AAAI 2020, and the
+Follows ``docs/method_bottom_up.md`` §2.1-2.6 (Li et al., "Simple Pose", AAAI 2020, and the
 authors' ``Heatmapper``), vectorised: every keypoint window and every limb box of
 the image is computed in one batch of NumPy calls, with no Python loop over
 persons, limbs or cells. The numbers (float cell centres, round-half-to-even

@@ -1,4 +1,4 @@
-"""Limb scoring and greedy person assembly with redundant limbs (``simple_pose.md`` §5.4-5.5).
+"""Limb scoring and greedy person assembly with redundant limbs (``docs/method_bottom_up.md`` §5.4-5.5).
 
 Shapes: N keypoint candidates (ids 0..N-1, ordered by type), L limbs (30), Q
 candidate pairs, J internal points (18), P persons.

@@ -3,7 +3,7 @@
 Shapes: T keypoint types (18 internal points), an h x w map at stride s, an
 H x W = s*h x s*w input, N peaks.
 
-The authors (``simple_pose.md`` §5.2 step 7, §5.3) upsample the stride-4 maps x4
+The authors (``docs/method_bottom_up.md`` §5.2 step 7, §5.3) upsample the stride-4 maps x4
 with OpenCV's bicubic resize (half-pixel centres: input pixel X reads the map at
 cell coordinate (X + 0.5)/s - 0.5, i.e. (X - 1.5)/4), then run a 3x3 NMS with
 reflect padding, threshold ``thre1`` and a 5x5 score-weighted refinement on the

@@ -1,7 +1,7 @@
 """BodyPartsCodec: the bottom-up (Simple Pose) representation, both directions.
 
 Encode: COCO keypoints -> the 50-channel targets at stride 4 plus the loss mask,
-and the 5-scale supervision pyramid (Li et al., AAAI 2020; ``simple_pose.md``
+and the 5-scale supervision pyramid (Li et al., AAAI 2020; ``docs/method_bottom_up.md``
 §2.3-2.6). Decode: predicted maps -> peaks -> limb scores -> greedy assembly
 with redundant limbs -> ``Poses`` (§5.2-5.6).
 
@@ -22,7 +22,7 @@ from keras_pose.structures import Poses
 
 @dataclasses.dataclass
 class BodyPartsCodecConfig(Config):
-    """Codec numbers; defaults are the authors' (``simple_pose.md``)."""
+    """Codec numbers; defaults are the authors' (``docs/method_bottom_up.md``)."""
 
     # --- targets (§2.3-2.6)
     stride: int = 4

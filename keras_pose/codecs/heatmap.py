@@ -6,7 +6,7 @@ N crops in a batch.
 Encode: keypoints in crop pixels -> one Gaussian per joint with an unbiased,
 sub-pixel centre (DARK, Zhang et al. CVPR 2020) placed with the UDP mapping
 x_hm = x_crop * (w - 1) / (W - 1) (Huang et al. CVPR 2020), plus per-joint
-weights (``fasterpose.md`` §2.4, §3.4).
+weights (``docs/method_top_down.md`` §2.4, §3.4).
 
 Decode: argmax, then DARK refinement - blur modulation that keeps the map's
 maximum, log, one Newton step with central differences - and the UDP mapping
@@ -28,7 +28,8 @@ import numpy as np
 from keras_pose.config import Config
 from keras_pose.skeleton import COCO, KeypointSpec
 
-# Heights the spec quotes its reference numbers at (sigma 2, blur 11 at 64x48).
+# The heatmap height of the published settings (sigma 2, blur 11 at 64x48;
+# docs/method_top_down.md §2.4, §5.1).
 _REF_HEIGHT = 64.0
 _REF_SIGMA = 2.0
 _REF_BLUR = 11
@@ -40,7 +41,7 @@ _MIN_SIGMA = 0.75
 
 @dataclasses.dataclass
 class HeatmapCodecConfig(Config):
-    """Numbers of the top-down heatmap codec (``fasterpose.md`` §2.4, §5).
+    """Numbers of the top-down heatmap codec (``docs/method_top_down.md`` §2.4, §5).
 
     input_size / heatmap_size are (H, W) / (h, w). ``sigma`` (heatmap pixels) and
     ``blur_kernel`` default to None, meaning "scaled from the reference 64x48":

@@ -2,7 +2,7 @@
 
 Shapes: N persons in an image, K = 17 COCO keypoints, H x W image pixels.
 
-Follows ``simple_pose.md`` §2.1 (the authors' ``data/coco_masks_hdf5.py``):
+Follows ``docs/method_bottom_up.md`` §2.1 (the authors' ``data/coco_masks_hdf5.py``):
 
 * ``person_mask``: union of every person segmentation, crowd regions included;
 * ``ignore_mask``: non-crowd persons with ``num_keypoints == 0`` plus the crowd

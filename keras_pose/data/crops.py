@@ -4,7 +4,7 @@ Shapes: K keypoints; crops are (H, W, 3) with out_size = (H, W); affine
 matrices are (2, 3) and map ORIGINAL image pixels -> crop pixels (the house
 transform record; go back with ``structures.invert_affine``).
 
-Conventions (``fasterpose.md`` §2.4):
+Conventions (``docs/method_top_down.md`` §2.4):
 * Boxes are COCO [x, y, w, h] in pixels. The box is widened or heightened to the
   crop's aspect ratio W / H and enlarged by ``padding`` (1.25, SimpleBaseline).
   Scale is kept in PIXELS (no pixel_std 200): ``scale = (box_w, box_h)``.

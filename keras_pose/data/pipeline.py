@@ -6,7 +6,7 @@ S = codec.config.num_scales (5) supervision scales, h_j = H / 4 / 2**j.
 ``bottom_up_dataset`` yields ``(images, (t_0, ..., t_{S-1}))`` with images
 float32 (B, H, W, 3) RGB in [0, 255] and t_j float32 (B, h_j, w_j, C + 1) =
 concat(codec pyramid heatmaps, mask) on the last axis: what the model and
-``FocalL2Loss`` consume (simple_pose.md §2.2-2.6). The work is NumPy and OpenCV
+``FocalL2Loss`` consume (docs/method_bottom_up.md §2.2-2.6). The work is NumPy and OpenCV
 (``BottomUpLoader``): one ``tf.numpy_function`` per batch of (epoch, index)
 pairs writes every sample straight into the batch arrays, and a parallel map
 runs several batches at once (OpenCV and large NumPy operations release the GIL).

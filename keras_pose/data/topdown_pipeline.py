@@ -6,7 +6,7 @@ K keypoints.
 ``topdown_dataset`` yields ``(images (B, H, W, 3) float32 RGB 0..255,
 targets (B, h, w, 2K) float32)`` with targets = concat(heatmaps, per-joint
 weights broadcast) - what ``RCELoss`` / ``HeatmapMSELoss`` split in half
-(``fasterpose.md`` §2.4, §3.4). One sample per annotated person (non-crowd,
+(``docs/method_top_down.md`` §2.4, §3.4). One sample per annotated person (non-crowd,
 num_keypoints > 0, usable box); training crops are augmented (rotation,
 scale, flip; ``data.crops``).
 

@@ -2,7 +2,7 @@
 
 Shapes: N persons, K keypoints, H x W model input, h x w original image.
 
-The geometry follows ``simple_pose.md`` §2.2 (the authors' ``AugmentSelection``):
+The geometry follows ``docs/method_bottom_up.md`` §2.2 (the authors' ``AugmentSelection``):
 
     M = T(W/2 - 0.5 + dx, H/2 - 0.5 + dy) · F · S(target_dist / s_self · s_aug) · R(θ) · T(-cx, -cy)
 

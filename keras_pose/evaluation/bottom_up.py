@@ -25,7 +25,7 @@ def evaluate_bottom_up(model, codec, annotations, images_dir, input_height=None,
         codec: its BodyPartsCodec.
         annotations: person_keypoints JSON (path, dict or COCO object).
         images_dir: folder holding the images' ``file_name``s.
-        input_height, scales, flip: ``PosePredictor`` options (simple_pose.md §5.2).
+        input_height, scales, flip: ``PosePredictor`` options (docs/method_bottom_up.md §5.2).
         max_images: only the first N images (sorted ids), for quick checks.
         results_path: also write the COCO results JSON there.
 

@@ -2,7 +2,7 @@
 
 Shapes: P persons in an image, K keypoints.
 
-``fasterpose.md`` §5.3 (SimpleBaseline/HRNet protocol): keep boxes with score
+``docs/method_top_down.md`` §5.3 (SimpleBaseline/HRNet protocol): keep boxes with score
 above a threshold (0.0), crop each (UDP), predict in batches with the flip
 test, decode (DARK), map back through the crop inverse, rescore each pose as
 box score x mean of its keypoint confidences above 0.2, OKS-NMS per image at

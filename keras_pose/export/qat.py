@@ -1,6 +1,6 @@
 """Quantization-aware training (QAT) and its int8 TFLite conversion.
 
-tfmot 0.8.1 quantizes only tf_keras (Keras 2) models (TF_STACK.md Q2), so QAT runs on a
+tfmot 0.8.1 quantizes only tf_keras (Keras 2) models (docs/tf_stack_notes.md §2), so QAT runs on a
 *twin*: the same builder (``build_imhn`` / ``build_fasterpose``) called with ``K=tf_keras``,
 weights copied from the Keras 3 model with get/set_weights. Layers tfmot's default registry
 does not know get a QuantizeConfig: pure data movement (DepthToSpace, padding, reshapes) a

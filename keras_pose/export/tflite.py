@@ -1,6 +1,7 @@
 """TFLite export: batch-1 export model, conversion (fp32/fp16/dynamic/int8/qat), sidecar, validation.
 
-Pipeline (ARCHITECTURE.md seam 5; TF_STACK.md Q3):
+Pipeline (the exported model carries its metadata in ``model.json``;
+``docs/tf_stack_notes.md`` §3):
 
 1. ``load_keras_model``: a ``.keras`` file or a training output dir (``model.keras`` +
    ``config.json``).
@@ -75,7 +76,7 @@ def inference_outputs(model):
     """The single output an exported model carries.
 
     IMHN returns stacks x 5 scales named ``s{t}_x{j}``: keep the last stack's finest
-    (``simple_pose.md`` §5.2 step 5). Other models must have exactly one output.
+    (``docs/method_bottom_up.md`` §5.2 step 5). Other models must have exactly one output.
     """
     outs = list(model.outputs)
     if len(outs) == 1:
@@ -106,7 +107,7 @@ def build_export_model(model, input_size=None):
         raise ValueError("the model has a dynamic input size: pass input_size=(H, W)")
     if len(model.outputs) == 1 and _output_name(model.outputs[0]) == "heatmaps" \
             and "fasterpose" in model.name:
-        # FasterPose trains on logits; its inference form adds the sigmoid (fasterpose.md).
+        # FasterPose trains on logits; its inference form adds the sigmoid (docs/method_top_down.md).
         from keras_pose.models.fasterpose import fasterpose_inference_model
         model = fasterpose_inference_model(model)
     out = inference_outputs(model)

@@ -2,7 +2,7 @@
 
 image -> letterbox (``preprocess``) -> ``model.predict`` -> flip fusion ->
 multi-scale averaging -> ONE ``codec.decode`` -> poses mapped back to the
-original image (Li et al., AAAI 2020; ``simple_pose.md`` §5.2).
+original image (Li et al., AAAI 2020; ``docs/method_bottom_up.md`` §5.2).
 
 Maps live at stride s (4): map cell q is centred on input pixel s*q + s/2 - 0.5
 (the encoder's convention), so every frame change is an affine and maps of

@@ -1,6 +1,6 @@
 """TFLiteRunner: image -> letterbox -> LiteRT interpreter -> codec decode -> Poses (original pixels).
 
-The phone-side path (ARCHITECTURE.md seam 5): NumPy, OpenCV and ``ai_edge_litert`` only -
+The phone-side path: NumPy, OpenCV and ``ai_edge_litert`` only -
 no TensorFlow import (``tf.lite.Interpreter`` is a fallback used only when ai-edge-litert is
 missing). The sidecar ``model.json`` written by ``keras_pose.export.tflite`` supplies the codec,
 the KeypointSpec and the I/O quantization; normalisation lives inside the graph, so the runner
@@ -83,7 +83,7 @@ def make_interpreter(model, num_threads=2):
     """An allocated interpreter for a .tflite path or bytes.
 
     If the default XNNPACK delegate fails to prepare (an int8 activation with a zero range
-    from dead units; TF_STACK.md gotcha 6) retry with the builtin kernels only, and log it.
+    from dead units; docs/tf_stack_notes.md §3) retry with the builtin kernels only, and log it.
     """
     mod = _interpreter_module()
     src = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \

@@ -3,7 +3,7 @@
 Shapes: P boxes, K keypoints, crops (P, H, W, 3) float32 RGB 0..255, heatmaps
 (P, h, w, K).
 
-Pipeline (``fasterpose.md`` §5): box -> UDP crop (``data.crops``) -> model ->
+Pipeline (``docs/method_top_down.md`` §5): box -> UDP crop (``data.crops``) -> model ->
 optional flip test (mirrored crops, ``HeatmapCodec.fuse_flip``) ->
 ``HeatmapCodec.decode`` (DARK) -> inverse crop affine -> rescoring
 (box score x mean keypoint confidence above 0.2) -> optional OKS-NMS.

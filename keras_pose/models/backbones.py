@@ -2,12 +2,12 @@
 
 (B, H, W, 3) RGB 0..255 -> (B, H/32, W/32, C5): ResNet-50/101/152 (C5 = 2048)
 or MobileNetV2 (C5 = 1280 for alpha <= 1). Shared by FasterPose and
-SimpleBaseline (spec ``fasterpose.md`` §2.1, §2.3).
+SimpleBaseline (``docs/method_top_down.md`` §2.1, §2.3).
 
 The application is built with ``input_tensor=`` on our own normalisation
 layer, so its layers become part of the caller's functional graph: the final
 ``Model(image, head)`` holds them directly, with no nested Model (tfmot cannot
-quantize nested models; TF_STACK.md Q2).
+quantize nested models; docs/tf_stack_notes.md §2).
 
 Normalisation lives in the graph, with standard layers only:
 

@@ -4,13 +4,13 @@ Every block is a *function* that composes standard Keras layers on a tensor
 (B, H, W, C) -> (B, H', W', C'). They take the Keras module ``K`` as an argument
 so that the same code builds a Keras 3 model and its tf_keras twin for
 quantisation-aware training (tfmot only quantizes flat functional graphs of
-standard layers: no custom Layer subclasses, no nested models; TF_STACK.md Q2).
+standard layers: no custom Layer subclasses, no nested models; docs/tf_stack_notes.md §2).
 The custom layers are :class:`DepthToSpace` (sub-pixel rearrangement), with a
 tf_keras twin from :func:`depth_to_space_class`, and :class:`FusedBatchNormalization`
 (Keras 3's BatchNormalization computed by TensorFlow's fused kernel; tf_keras'
 own layer is fused already, so the twin keeps the standard layer).
 
-Conventions of the Simple Pose reference network (spec ``simple_pose.md`` §3,
+Conventions of the Simple Pose reference network (``docs/method_bottom_up.md`` §3,
 §3.1): BatchNorm momentum 0.9 / eps 1e-5 (PyTorch's 0.1 / 1e-5), LeakyReLU
 with slope 0.01 (Keras' default 0.3 would be wrong), conv kernels drawn from
 N(0, 0.001^2) with zero biases, Dense weights from N(0, 0.01^2).
@@ -37,7 +37,7 @@ class DepthToSpace(keras.layers.Layer):
     """Sub-pixel rearrangement (B, h, w, C*r^2) -> (B, h*r, w*r, C).
 
     TF's DCR order: output (y*r + i, x*r + j, c) reads input channel
-    (i*r + j)*C + c (spec ``fasterpose.md`` §2.3; PyTorch's PixelShuffle differs).
+    (i*r + j)*C + c (``docs/method_top_down.md`` §2.3; PyTorch's PixelShuffle differs).
     A layer rather than a bare op so tfmot can annotate it with a no-op
     QuantizeConfig (a ``tf.nn.depth_to_space`` TFOpLambda breaks tfmot's clone).
     """
@@ -109,7 +109,7 @@ def with_fixed_batch(model, batch_size: int):
     """Flat clone of a Keras 3 ``model`` on a fixed-batch input (weights copied).
 
     A static batch dimension lets TFLite drop SHAPE/STRIDED_SLICE/PACK ops
-    (TF_STACK.md Q3). Cloning, not calling, keeps the graph flat.
+    (docs/tf_stack_notes.md §3). Cloning, not calling, keeps the graph flat.
     """
     inp = keras.Input(shape=tuple(model.inputs[0].shape[1:]), batch_size=batch_size,
                       name=model.inputs[0].name)
@@ -187,7 +187,7 @@ def conv(K, x, filters, kernel, name, strides=1, dilation=1, use_bias=False, dty
 
     Stride-1 odd kernels: 'same' pads symmetrically, identical to PyTorch. Stride
     > 1: TF's 'same' pads less before than after (e.g. 2/3 for 7x7 stride 2),
-    shifting features by a pixel (spec §3.2), so pad explicitly and use 'valid'.
+    shifting features by a pixel (docs/method_bottom_up.md §3.2), so pad explicitly and use 'valid'.
     """
     padding = "same"
     if strides > 1 and kernel > 1:
@@ -202,14 +202,14 @@ def conv(K, x, filters, kernel, name, strides=1, dilation=1, use_bias=False, dty
 
 
 def conv_bn_act(K, x, filters, kernel, name, strides=1, dilation=1, act=True):
-    """ConvBNAct (spec §3.1 ``Conv``): conv (no bias) -> BN -> LeakyReLU(0.01)."""
+    """ConvBNAct (docs/method_bottom_up.md §3.1): conv (no bias) -> BN -> LeakyReLU(0.01)."""
     x = conv(K, x, filters, kernel, f"{name}_conv", strides=strides, dilation=dilation)
     x = batch_norm(K, f"{name}_bn")(x)
     return leaky_relu(K, f"{name}_act")(x) if act else x
 
 
 def res_block(K, x, filters, name):
-    """Post-activation bottleneck ResBlock (spec §3.1 ``Residual``).
+    """Post-activation bottleneck ResBlock (docs/method_bottom_up.md §3.1).
 
     (B, H, W, Cin) -> (B, H, W, filters): 1x1 (filters/2) -> 3x3 (filters/2) ->
     1x1 (filters), BN after each, LeakyReLU after the first two; skip is identity
@@ -226,7 +226,7 @@ def res_block(K, x, filters, name):
 
 
 def squeeze_excite(K, x, reduction, name):
-    """SE (spec §3.1): GAP -> Dense(C/r) -> LeakyReLU(0.01) -> Dense(C) -> sigmoid -> x * gate.
+    """SE (§3.1): GAP -> Dense(C/r) -> LeakyReLU(0.01) -> Dense(C) -> sigmoid -> x * gate.
 
     (B, H, W, C) -> (B, H, W, C). GlobalAveragePooling2D(keepdims=True) keeps the
     gate 4-D, so Dense acts on the channel axis and Multiply broadcasts.

@@ -2,11 +2,11 @@
 listed and saved beside checkpoints without building anything.
 
 * :class:`IMHNConfig` - bottom-up Identity Mapping Hourglass Network (spec
-  ``simple_pose.md`` §3).
+  ``docs/method_bottom_up.md`` §3).
 * :class:`FasterPoseConfig` - top-down backbone + 1x1 conv + depth_to_space
-  head (spec ``fasterpose.md`` §2.3).
+  head (``docs/method_top_down.md`` §2.3).
 * :class:`SimpleBaselineConfig` - top-down backbone + 3 deconvolutions (the
-  FasterPose control, ``fasterpose.md`` §2.1).
+  FasterPose control, ``docs/method_top_down.md`` §2.1).
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _check_positive(cls_name, **values):
 
 @dataclasses.dataclass
 class IMHNConfig(Config):
-    """Stacked IMHN (spec §3). Input (B, H, W, 3) RGB 0..255; outputs
+    """Stacked IMHN (docs/method_bottom_up.md §3). Input (B, H, W, 3) RGB 0..255; outputs
     stacks x (order+1) maps (B, H/4/2^j, W/4/2^j, out_channels).
 
     Level i of the hourglass has ``width + growth*i`` channels (256 -> 768 for
@@ -126,7 +126,7 @@ class _TopDownConfig(Config):
 
 @dataclasses.dataclass
 class FasterPoseConfig(_TopDownConfig):
-    """FasterPose (spec ``fasterpose.md`` §2.3): stride-32 backbone features ->
+    """FasterPose (``docs/method_top_down.md`` §2.3): stride-32 backbone features ->
     Conv(head_kernel, K*r^2) -> depth_to_space(r) -> logits (B, H/32*r, W/32*r, K).
 
     ``prior_prob`` sets the head bias to -log((1-p)/p) so the initial sigmoid
@@ -159,7 +159,7 @@ class FasterPoseConfig(_TopDownConfig):
 
 @dataclasses.dataclass
 class SimpleBaselineConfig(_TopDownConfig):
-    """SimpleBaseline (Xiao et al. 2018; spec ``fasterpose.md`` §2.1): backbone ->
+    """SimpleBaseline (Xiao et al. 2018; ``docs/method_top_down.md`` §2.1): backbone ->
     num_deconv x [Conv2DTranspose(deconv_filters, 4, stride 2, no bias), BN, ReLU]
     -> 1x1 conv to K, linear: (B, H/32*2^n, W/32*2^n, K)."""
 

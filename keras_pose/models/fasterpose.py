@@ -1,7 +1,7 @@
 """FasterPose: a top-down network on low-resolution features.
 
 Dai et al., "FasterPose", ACM TOMM 2022 (arXiv 2107.03215); spec
-``fasterpose.md`` §2.3 (the head is inferred there, option (a)). Input
+``docs/method_top_down.md`` §2.3 (the head is inferred there, option (a)). Input
 (B, H, W, 3) float32 RGB 0..255 (H, W multiples of 32); output ``heatmaps``
 (B, H/32*r, W/32*r, K) float32 *logits*: train them with a with-logits loss
 (RCE, §3.2); :func:`fasterpose_inference_model` appends the sigmoid.

@@ -8,7 +8,7 @@ papers' tables):
   ``kernel.numel * out_H * out_W``; a transposed conv scatters each *input*
   pixel through its kernel, so it costs ``kernel.numel * in_H * in_W``.
 * ``hrnet_gflops`` - the convention behind the SimpleBaseline/HRNet/FasterPose
-  tables (HRNet repo ``get_model_summary``; spec ``fasterpose.md`` §2.2):
+  tables (HRNet repo ``get_model_summary``; ``docs/method_top_down.md`` §2.2):
   ``weight.numel * out_H * out_W`` for every conv *and* transposed conv, divided
   by 1024^3. It is a MAC count (not 2x), in binary giga, and it counts a
   stride-2 transposed conv on its output grid, i.e. 4x its true MACs - which

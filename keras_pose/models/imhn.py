@@ -1,6 +1,6 @@
 """Stacked Identity Mapping Hourglass Network (IMHN) of Simple Pose.
 
-Li, Su, Wang, "Simple Pose", AAAI 2020; spec ``simple_pose.md`` §3. Input
+Li, Su, Wang, "Simple Pose", AAAI 2020; ``docs/method_bottom_up.md`` §3. Input
 (B, H, W, 3) float32 RGB in [0, 255] (H, W multiples of 2^(order+2)); output a
 list of stacks x (order+1) float32 maps, stack-major and finest first, named
 ``s{t}_x{j}``: (B, H/4/2^j, W/4/2^j, out_channels) - linear heatmaps (50
@@ -23,7 +23,7 @@ def _stem(K, x, cfg: IMHNConfig):
 
     7x7/2 conv (width/4) -> ResBlock(width/2) -> maxpool -> ResBlock(width/2) = x_a;
     then six dilated 3x3 convs (3,3,4,4,5,5) on x_a, concatenated with it.
-    ``dilated_stem=False`` (spec §10, ``posenet_final``) uses ResBlock(width) instead.
+    ``dilated_stem=False`` (the authors' ``posenet_final`` variant) uses ResBlock(width) instead.
     """
     w = cfg.width
     # ZeroPadding2D(3) + 'valid': PyTorch's symmetric pad 3; TF 'same' would pad 2/3.
@@ -114,7 +114,7 @@ def imhn_inference_model(model, batch_size: int | None = None):
     Only the layers that output needs are kept (earlier stacks' heads and the
     last stack's coarser heads are dropped). With ``batch_size`` (e.g. 1) the
     graph is re-traced on a fixed-batch input, which gives TFLite a static
-    shape (fewer SHAPE/PACK ops; TF_STACK.md Q3); weights are copied.
+    shape (fewer SHAPE/PACK ops; docs/tf_stack_notes.md §3); weights are copied.
     """
     finest = [l.name for l in model.layers if l.name.startswith("s") and l.name.endswith("_x0")
               and l.name[1:-3].isdigit()]

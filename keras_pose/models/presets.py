@@ -29,10 +29,10 @@ import dataclasses
 from keras_pose.models.configs import FasterPoseConfig, IMHNConfig, SimpleBaselineConfig
 
 _PRESETS = {
-    # Simple Pose paper models (spec simple_pose.md §3, §6.1).
+    # Simple Pose paper models (docs/method_bottom_up.md §3, §6.1).
     "imhn_4s_512": IMHNConfig(),
     "imhn_3s_384": IMHNConfig(stacks=3, input_size=(384, 384)),
-    # FasterPose and its SimpleBaseline control (spec fasterpose.md §2).
+    # FasterPose and its SimpleBaseline control (docs/method_top_down.md §2).
     "fasterpose_r50_256x192": FasterPoseConfig(),
     "fasterpose_r50_384x288": FasterPoseConfig(input_size=(384, 288)),
     "simple_baseline_r50_256x192": SimpleBaselineConfig(),

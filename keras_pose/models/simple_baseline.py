@@ -1,7 +1,7 @@
 """SimpleBaseline: the deconvolution-head control for FasterPose.
 
 Xiao, Wu, Wei, "Simple Baselines for Human Pose Estimation and Tracking",
-ECCV 2018; spec ``fasterpose.md`` §2.1. Input (B, H, W, 3) float32 RGB 0..255;
+ECCV 2018; ``docs/method_top_down.md`` §2.1. Input (B, H, W, 3) float32 RGB 0..255;
 output ``heatmaps`` (B, H/32*2^n, W/32*2^n, K) float32, linear (MSE-trained):
 64x48 for a 256x192 input with the default n = 3 deconvolutions.
 """

@@ -23,7 +23,7 @@ TASKS = ("bottom_up", "top_down")
 # passes 10 minutes (the LR drop at 75% then may not be reached). AP is
 # step-limited there (benchmarks/quickstart_curve.py), so every step the budget
 # allows is used. The paper's test-time augmentation (flip + scales 1 and 1.5,
-# simple_pose.md §5.2) costs a few seconds on the 100 val images and adds
+# docs/method_bottom_up.md §5.2) costs a few seconds on the 100 val images and adds
 # ~0.05 AP.
 QUICKSTART_RUN = dict(epochs=28, steps_per_epoch=100, batch_size=8, time_budget_s=570.0,
                       eval_flip=True, eval_scales=(1.0, 1.5))
@@ -116,7 +116,7 @@ class TrainConfig(Config):
     def resolved(self) -> "TrainConfig":
         """Fill ``None`` fields with the recipe of the task.
 
-        Bottom-up (``simple_pose.md`` §6): SGD momentum 0.9, weight decay 5e-4,
+        Bottom-up (``docs/method_bottom_up.md`` §6): SGD momentum 0.9, weight decay 5e-4,
         LR x0.2 every 15 epochs, 3-epoch linear warm-up, focal L2. Tiny presets
         train from scratch on a CPU in minutes, where Adam converges far faster,
         so they default to Adam 1e-3 and plain L2 (documented in the README).

@@ -4,7 +4,7 @@ TensorFlow's own engines only: ``MirroredStrategy`` over the local GPUs,
 ``MultiWorkerMirroredStrategy`` configured by ``TF_CONFIG`` for several
 machines, ``OneDeviceStrategy``. Logical CPU devices (``cpu_replicas``) exist to
 exercise the distributed path on a CPU box; they must be configured before any
-TensorFlow op runs (TF_STACK.md Q5), which is why this is the first thing
+TensorFlow op runs (docs/tf_stack_notes.md §5), which is why this is the first thing
 ``train_lib.run`` does.
 """
 from __future__ import annotations

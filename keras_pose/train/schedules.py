@@ -17,7 +17,7 @@ class WarmupStepSchedule(keras.optimizers.schedules.LearningRateSchedule):
     lr(step) = base_lr * warm(step) * decay(epoch), epoch = step // steps_per_epoch
 
     * warm = (1 + step) / (warmup_epochs * steps_per_epoch) while epoch < warmup
-      (the authors' per-iteration warm-up, ``simple_pose.md`` §6.1), else 1;
+      (the authors' per-iteration warm-up, ``docs/method_bottom_up.md`` §6.1), else 1;
     * decay = factor ** (epoch // decay_every) when ``decay_every`` is set (the
       IMHN recipe: x0.2 every 15 epochs), else factor ** (number of
       ``boundaries`` passed) (the top-down recipe: x0.1 at epochs 90 and 120).

@@ -3,7 +3,7 @@
 A task knows, from the model config, its codec, its training source and
 ``tf.data`` pipeline, its compiled losses and its evaluator. ``train_lib`` and
 ``training/evaluate.py`` only talk to this interface, so the model code stays
-free of losses and the loss free of data (ARCHITECTURE.md seam 4).
+free of losses and the loss free of data.
 """
 from __future__ import annotations
 
