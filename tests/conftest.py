@@ -28,7 +28,7 @@ _DEFAULT_IBP_SAMPLE = REPO.parent / "shared" / "data" / "ibp_checkpoint_sample"
 @pytest.fixture(scope="session")
 def ibp_sample_dir() -> pathlib.Path:
     """A checkpoint in the Simple Pose authors' format with their network's outputs
-    (../shared/data/ibp_checkpoint_sample); skips if absent."""
+    (KERAS_POSE_IBP_SAMPLE, or the data folder beside the repository); skips if absent."""
     p = pathlib.Path(os.environ.get("KERAS_POSE_IBP_SAMPLE", _DEFAULT_IBP_SAMPLE))
     if not (p / "reference.npz").is_file():
         pytest.skip(f"checkpoint sample not found at {p} (set KERAS_POSE_IBP_SAMPLE to its folder)")

@@ -1,7 +1,7 @@
 """Typed model configs (dataclasses); no TensorFlow import, so presets can be
 listed and saved beside checkpoints without building anything.
 
-* :class:`IMHNConfig` - bottom-up Identity Mapping Hourglass Network (spec
+* :class:`IMHNConfig` - bottom-up Identity Mapping Hourglass Network (see
   ``docs/method_bottom_up.md`` §3).
 * :class:`FasterPoseConfig` - top-down backbone + 1x1 conv + depth_to_space
   head (``docs/method_top_down.md`` §2.3).
