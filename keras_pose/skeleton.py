@@ -1,98 +1,86 @@
 """KeypointSpec: the single source of truth for keypoints, body parts and channels.
 
-Two orders live here:
+Shapes: K keypoints in the dataset order (what annotations, results files and
+``Poses`` use: 17 for COCO), J points in the bottom-up map order (the K
+keypoints plus synthesised points such as COCO's neck: 18 for COCO), L body
+parts ("limbs": 30 for COCO), C = L + J + 2 bottom-up channels per scale.
 
-* COCO's 17 keypoints (what annotations, results files and ``Poses`` use);
-* the Simple Pose internal order of 18 points (CMU/OpenPose order with a neck
-  synthesised from the shoulders), which the bottom-up maps use
-  (Li et al., "Simple Pose", AAAI 2020; ``docs/method_bottom_up.md`` §1).
+The bottom-up output (Li et al., "Simple Pose", AAAI 2020; docs/method_bottom_up.md §1) holds, per
+scale: channels 0..L-1 the body parts in their processing order, L..L+J-1 the
+keypoints in the map order, L+J the person mask, L+J+1 the max over the
+keypoint channels. COCO keeps the paper's layout (CMU/OpenPose point order with
+a neck at the midpoint of the shoulders, 17 tree limbs + 13 redundant ones), so
+its maps are those of the authors' released model.
 
-The bottom-up output has ``num_channels`` = 50 channels per scale:
-0..29 body parts (17 tree limbs + 13 redundant), 30..47 keypoints (internal
-order), 48 person mask, 49 max over the keypoint channels (§1.3).
+A spec is written and read as a JSON "keypoint spec file" (``to_dict`` /
+``from_dict``, ``save`` / ``load_spec``; format in ``docs/keypoints.md`` and
+``keras_pose.keypoint_file``). Built-in specs: ``coco``, ``crowdpose``,
+``mpii``, ``ap10k`` (``keras_pose.keypoint_specs``).
 
 Nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import os
+from typing import Optional, Sequence
 
 import numpy as np
 
-COCO_KEYPOINT_NAMES = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
-# OKS per-keypoint sigmas used by pycocotools (COCO keypoint evaluation).
-COCO_SIGMAS = (
-    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-    0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
-)
-COCO_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
-# COCO's drawing skeleton, 0-based (the annotation file lists it 1-based).
-COCO_SKELETON = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
-    (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4),
-    (3, 5), (4, 6),
-)
-
-# Internal 18-point order (§1.1); the value is the COCO index, -1 for the neck.
-INTERNAL_NAMES = (
-    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist",
-    "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
-    "right_ankle", "left_hip", "left_knee", "left_ankle", "right_eye",
-    "left_eye", "right_ear", "left_ear",
-)
-INTERNAL_TO_COCO = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
-
-# The 30 body parts (§1.2), from -> to in the internal order; processing order matters.
-LIMB_FROM = (1, 1, 1, 1, 1, 0, 0, 14, 15, 1, 2, 3, 1, 5, 6, 1, 8, 9, 1, 11, 12, 0, 0, 2, 8, 5, 11, 16, 17, 8)
-LIMB_TO = (0, 14, 15, 16, 17, 14, 15, 16, 17, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 2, 5, 8, 12, 11, 9, 2, 5, 11)
-REDUNDANT_LIMBS = (1, 2, 3, 4, 21, 22, 23, 24, 25, 26, 27, 28, 29)
-DRAW_LIMBS = (0,) + tuple(range(5, 21)) + (29,)
-
-# Flip permutations (§1.4): channel c of the mirrored image's map holds channel perm[c].
-LIMB_FLIP_PERM = (0, 2, 1, 4, 3, 6, 5, 8, 7, 12, 13, 14, 9, 10, 11, 18, 19, 20, 15, 16, 17, 22, 21, 25, 26, 23, 24, 28, 27, 29)
-KEYPOINT_FLIP_PERM = (0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16, 18, 19)
+from keras_pose import keypoint_specs
+from keras_pose.keypoint_specs import COCO_KEYPOINT_NAMES  # noqa: F401 (re-exported)
 
 
-def _as_tuple(x):
-    return tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in x)
+def _tuplify(x):
+    if isinstance(x, (list, tuple)):
+        return tuple(_tuplify(v) for v in x)
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 @dataclasses.dataclass(frozen=True)
 class KeypointSpec:
-    """Keypoint definitions, body parts, flip permutations and the channel layout.
+    """Keypoint definitions, the bottom-up body-part graph and the channel layout.
 
-    The defaults are COCO person keypoints with the Simple Pose body parts. All
-    other modules (codecs, heads, losses, augmentation, evaluation, drawing,
-    exported metadata) read their counts and permutations from here.
+    Every module (codecs, heads, losses, augmentation, evaluation, drawing,
+    exported metadata) reads its counts and permutations from here.
+
+    Args:
+        names: (K,) keypoint names, dataset order.
+        sigmas: (K,) OKS sigmas (pycocotools' ``kpt_oks_sigmas``).
+        flip_pairs: (left, right) keypoint index pairs swapped by a mirror.
+        skeleton: keypoint index pairs drawn as lines.
+        synthesized: (name, a, b) points made at the midpoint of keypoints a and b
+            when both are labelled (COCO's neck from the shoulders, Simple Pose
+            Sec. 3); they exist only in the bottom-up maps.
+        internal_names: (J,) the map order of the K keypoints and the synthesised
+            points; default: keypoints, then synthesised points.
+        limbs: (L,) (from, to) indices into the map order, in grouping order;
+            default: derived from ``skeleton`` (``keypoint_file.derive_body_parts``).
+        redundant_limbs: indices into ``limbs`` of the redundant ones (the rest
+            form the tree); default: () with given limbs, derived otherwise.
+        keypoint_weight, person_mask_weight: loss weights of those channels.
+        name: a short name ("coco", "crowdpose", ...), informational.
     """
 
-    names: Sequence[str] = COCO_KEYPOINT_NAMES
-    sigmas: Sequence[float] = COCO_SIGMAS
-    flip_pairs: Sequence[Sequence[int]] = COCO_FLIP_PAIRS
-    skeleton: Sequence[Sequence[int]] = COCO_SKELETON
-    internal_names: Sequence[str] = INTERNAL_NAMES
-    internal_to_coco: Sequence[int] = INTERNAL_TO_COCO
-    limb_from: Sequence[int] = LIMB_FROM
-    limb_to: Sequence[int] = LIMB_TO
-    redundant_limbs: Sequence[int] = REDUNDANT_LIMBS
-    draw_limbs: Sequence[int] = DRAW_LIMBS
-    limb_flip_perm: Sequence[int] = LIMB_FLIP_PERM
-    keypoint_flip_perm: Sequence[int] = KEYPOINT_FLIP_PERM
-    keypoint_weight: float = 3.0     # loss weight of the keypoint channels (§4)
-    person_mask_weight: float = 0.1  # loss weight of the person-mask channel (§4)
+    names: Sequence[str]
+    sigmas: Sequence[float]
+    flip_pairs: Sequence[Sequence[int]] = ()
+    skeleton: Sequence[Sequence[int]] = ()
+    synthesized: Sequence[Sequence] = ()
+    internal_names: Optional[Sequence[str]] = None
+    limbs: Optional[Sequence[Sequence[int]]] = None
+    redundant_limbs: Optional[Sequence[int]] = None
+    keypoint_weight: float = 3.0     # loss weight of the keypoint channels (docs/method_bottom_up.md §4)
+    person_mask_weight: float = 0.1  # loss weight of the person-mask channel
+    name: str = "custom"
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, (list, tuple)):
-                object.__setattr__(self, f.name, _as_tuple(v))
-        self.validate()
+            object.__setattr__(self, f.name, _tuplify(getattr(self, f.name)))
+        from keras_pose import keypoint_file
+        keypoint_file.complete(self)   # fills the defaults, validates, derives flip maps
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -102,13 +90,30 @@ class KeypointSpec:
 
     @property
     def num_internal(self) -> int:
-        """Points in the bottom-up internal order (18: COCO + neck)."""
+        """J: points in the bottom-up map order (COCO: 17 + the neck)."""
         return len(self.internal_names)
 
     @property
     def num_limbs(self) -> int:
-        """L: body parts (30)."""
-        return len(self.limb_from)
+        """L: body parts (COCO: 30)."""
+        return len(self.limbs)
+
+    @property
+    def limb_from(self) -> tuple:
+        return tuple(a for a, _ in self.limbs)
+
+    @property
+    def limb_to(self) -> tuple:
+        return tuple(b for _, b in self.limbs)
+
+    @property
+    def internal_to_coco(self) -> tuple:
+        """(J,) dataset index of each map point; -1 for a synthesised point."""
+        return tuple(self.names.index(n) if n in self.names else -1 for n in self.internal_names)
+
+    @property
+    def tree_limbs(self) -> tuple:
+        return tuple(k for k in range(self.num_limbs) if k not in self.redundant_limbs)
 
     @property
     def limb_start(self) -> int:
@@ -128,30 +133,36 @@ class KeypointSpec:
 
     @property
     def num_channels(self) -> int:
-        """Channels of a bottom-up map: limbs + internal keypoints + 2 (50)."""
+        """C: channels of a bottom-up map: limbs + map points + 2 (COCO: 50)."""
         return self.num_limbs + self.num_internal + 2
-
-    @property
-    def tree_limbs(self) -> tuple:
-        return tuple(k for k in range(self.num_limbs) if k not in self.redundant_limbs)
 
     # ---------------------------------------------------------- permutations
     @property
     def flip_perm(self) -> np.ndarray:
-        """(K,) COCO-order permutation: index k of a mirrored pose is flip_perm[k]."""
+        """(K,) dataset-order permutation: index k of a mirrored pose is flip_perm[k]."""
         perm = np.arange(self.num_keypoints)
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
         return perm
 
     @property
+    def limb_flip_perm(self) -> tuple:
+        """(L,) the limb each limb becomes in a mirrored image."""
+        return self._limb_flip
+
+    @property
+    def keypoint_flip_perm(self) -> tuple:
+        """(J + 2,) map-point permutation for a mirror; the mask and max channels stay."""
+        return self._point_flip + (self.num_internal, self.num_internal + 1)
+
+    @property
     def internal_flip_perm(self) -> np.ndarray:
-        """(18,) permutation of the internal points (left/right swap)."""
-        return np.asarray(self.keypoint_flip_perm[: self.num_internal])
+        """(J,) permutation of the map points (left/right swap)."""
+        return np.asarray(self._point_flip)
 
     @property
     def channel_flip_perm(self) -> np.ndarray:
-        """(C,) permutation of all bottom-up channels for a mirrored image (§1.4)."""
+        """(C,) permutation of all bottom-up channels for a mirrored image."""
         extra = [self.keypoint_start + p for p in self.keypoint_flip_perm]
         return np.asarray(list(self.limb_flip_perm) + extra)
 
@@ -164,29 +175,28 @@ class KeypointSpec:
 
     # ------------------------------------------------------------ conversion
     def to_internal(self, keypoints) -> np.ndarray:
-        """COCO-order (N, K, 3) [x, y, v] -> internal (N, 18, 3) with the neck.
+        """Dataset-order (N, K, 3) [x, y, v] -> map order (N, J, 3) with synthesised points.
 
-        The neck (§1.1) exists only when both shoulders are labelled (v > 0); it
-        sits at their midpoint and takes the smaller of the two visibilities, so
-        it counts as occluded when either shoulder is. Otherwise its v is 0.
+        A synthesised point (COCO's neck, docs/method_bottom_up.md §1.1) exists only when both
+        of its keypoints are labelled (v > 0); it sits at their midpoint and takes
+        the smaller of the two visibilities, so it counts as occluded when either
+        is. Otherwise it is (0, 0, 0).
         """
         kp = np.asarray(keypoints, np.float32).reshape(-1, self.num_keypoints, 3)
         out = np.zeros((kp.shape[0], self.num_internal, 3), np.float32)
         idx = np.asarray(self.internal_to_coco)
         has = idx >= 0
         out[:, has] = kp[:, idx[has]]
-        neck = np.flatnonzero(~has)
-        if neck.size:
-            ls, rs = self.names.index("left_shoulder"), self.names.index("right_shoulder")
-            l, r = kp[:, ls], kp[:, rs]
-            ok = (l[:, 2] > 0) & (r[:, 2] > 0)
-            n = out[:, neck[0]]
-            n[:, :2] = np.where(ok[:, None], (l[:, :2] + r[:, :2]) / 2, 0)
-            n[:, 2] = np.where(ok, np.minimum(l[:, 2], r[:, 2]), 0)
+        for name, a, b in self.synthesized:
+            pa, pb = kp[:, a], kp[:, b]
+            ok = (pa[:, 2] > 0) & (pb[:, 2] > 0)
+            n = out[:, self.internal_names.index(name)]
+            n[:, :2] = np.where(ok[:, None], (pa[:, :2] + pb[:, :2]) / 2, 0)
+            n[:, 2] = np.where(ok, np.minimum(pa[:, 2], pb[:, 2]), 0)
         return out
 
     def to_coco(self, internal) -> np.ndarray:
-        """Internal (N, 18, 3) -> COCO-order (N, K, 3); the neck is dropped."""
+        """Map order (N, J, 3) -> dataset order (N, K, 3); synthesised points are dropped."""
         internal = np.asarray(internal, np.float32).reshape(-1, self.num_internal, 3)
         out = np.zeros((internal.shape[0], self.num_keypoints, 3), np.float32)
         for i, c in enumerate(self.internal_to_coco):
@@ -194,39 +204,47 @@ class KeypointSpec:
                 out[:, c] = internal[:, i]
         return out
 
-    # ------------------------------------------------------------ validation
-    def validate(self) -> None:
-        k, n, lim = len(self.names), len(self.internal_names), len(self.limb_from)
-        problems = []
-        if len(self.sigmas) != k:
-            problems.append(f"{len(self.sigmas)} sigmas for {k} keypoints")
-        if len(self.internal_to_coco) != n:
-            problems.append("internal_to_coco must have one entry per internal point")
-        if len(self.limb_to) != lim:
-            problems.append("limb_from and limb_to differ in length")
-        if sorted(self.limb_flip_perm) != list(range(lim)):
-            problems.append("limb_flip_perm is not a permutation of the limbs")
-        if sorted(self.keypoint_flip_perm) != list(range(n + 2)):
-            problems.append("keypoint_flip_perm must permute internal points + 2 extra channels")
-        if any(not 0 <= i < n for i in tuple(self.limb_from) + tuple(self.limb_to)):
-            problems.append("a limb endpoint is outside the internal order")
-        if any(not 0 <= i < k for p in self.flip_pairs for i in p):
-            problems.append("a flip pair index is outside the keypoints")
-        if problems:
-            raise ValueError("invalid KeypointSpec: " + "; ".join(problems))
-
     # ---------------------------------------------------------- serialisation
     def to_dict(self) -> dict:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        """The keypoint spec file content (JSON-ready; ``docs/keypoints.md``)."""
+        from keras_pose import keypoint_file
+        return keypoint_file.to_file_dict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "KeypointSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown KeypointSpec fields: {sorted(unknown)}")
-        return cls(**d)
+    def from_dict(cls, d: dict, source: str = "keypoint spec") -> "KeypointSpec":
+        """Read a spec file's content (also the field dicts older runs saved)."""
+        from keras_pose import keypoint_file
+        return keypoint_file.from_file_dict(d, source)
+
+    def save(self, path) -> str:
+        """Write the spec file (JSON) to ``path``; returns the path."""
+        from keras_pose import keypoint_file
+        return keypoint_file.save(self, path)
 
 
-COCO = KeypointSpec()
+def load_spec(spec=None) -> KeypointSpec:
+    """A KeypointSpec from a built-in name, a spec file path, a dict, a spec or None (COCO).
+
+    Built-in names: ``keras_pose.keypoint_specs.BUILTIN`` (coco, crowdpose, mpii,
+    ap10k). Errors are one line naming the file or the name.
+    """
+    from keras_pose import keypoint_file
+    if spec is None:
+        return COCO
+    if isinstance(spec, KeypointSpec):
+        return spec
+    if isinstance(spec, dict):
+        return KeypointSpec.from_dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        key = str(spec).strip().lower().replace("-", "").replace("_", "")
+        if key in keypoint_specs.BUILTIN:
+            return keypoint_specs.get(key)
+        if os.path.isfile(spec):
+            return keypoint_file.load(spec)
+        raise ValueError(f"keypoints {str(spec)!r}: neither a built-in spec "
+                         f"({', '.join(keypoint_specs.BUILTIN)}) nor an existing spec file")
+    raise TypeError(f"keypoints must be a name, a path, a dict or a KeypointSpec, "
+                    f"got {type(spec).__name__}")
+
+
+COCO = keypoint_specs.get("coco")
