@@ -168,10 +168,12 @@ def _config(synthetic_dir, model_dir, **kw):
     return TrainConfig(**base)
 
 
-def _run_worker(config, out, env=None, timeout=600):
+def _run_worker(config, out, env=None, timeout=600, nan_at_step=None):
     cfg_path = pathlib.Path(str(out) + ".json")
     cfg_path.write_text(config.to_json())
-    return subprocess.Popen([sys.executable, str(HERE / "_train_worker.py"), str(cfg_path), str(out)],
+    extra = [] if nan_at_step is None else [str(nan_at_step)]
+    return subprocess.Popen([sys.executable, str(HERE / "_train_worker.py"), str(cfg_path), str(out)]
+                            + extra,
                             env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -201,8 +203,8 @@ def test_mirrored_two_cpus_matches_one_device():
 
 @pytest.mark.slow
 def test_nan_injected_run_stops_cleanly(synthetic_dir, tmp_path):
-    cfg = _config(synthetic_dir, tmp_path / "run", epochs=3, debug_nan_at_step=3)
-    proc = _run_worker(cfg, tmp_path / "w.npz")
+    cfg = _config(synthetic_dir, tmp_path / "run", epochs=3)
+    proc = _run_worker(cfg, tmp_path / "w.npz", nan_at_step=3)   # test-only dataset wrapper
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 3, out[-3000:]
     assert "TRAIN-ERROR TrainingDiverged: loss became nan at epoch 2, batch 2" in out

@@ -27,6 +27,8 @@ from keras_pose.train.config import (LOSSES, PRECISIONS, STRATEGIES, TASKS,  # n
 F = flags.FLAGS
 flags.DEFINE_enum("task", None, list(TASKS), "bottom_up (Simple Pose) or top_down (FasterPose).")
 flags.DEFINE_string("preset", None, "Model preset (keras_pose.list_presets()).")
+flags.DEFINE_string("recipe", None, "Training recipe (keras_pose.train.recipes.list_recipes()); "
+                    "default: the one the preset names.")
 flags.DEFINE_enum("dataset", None, ["synthetic", "coco"], "Training data.")
 flags.DEFINE_string("data_dir", None, "Folder of the synthetic dataset (generated if missing).")
 flags.DEFINE_string("coco_dir", None, "COCO root with annotations/, train2017/, val2017/.")

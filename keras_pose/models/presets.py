@@ -52,6 +52,31 @@ _PRESETS = {
 }
 
 
+# The training recipe each preset names (``keras_pose.train.recipes``); a run may
+# name another one (``TrainConfig.recipe``).
+_RECIPE_OF = {
+    "imhn_4s_512": "simple_pose",
+    "imhn_3s_384": "simple_pose",
+    "imhn_mobile": "simple_pose",
+    "imhn_tiny": "quickstart",
+    "imhn_test": "quickstart",
+    "fasterpose_r50_256x192": "fasterpose",
+    "fasterpose_r50_384x288": "fasterpose",
+    "fasterpose_mnv2_256x192": "fasterpose",
+    "fasterpose_tiny": "fasterpose",
+    "simple_baseline_r50_256x192": "simple_baseline",
+    "simple_baseline_mnv2_256x192": "simple_baseline",
+    "simple_baseline_tiny": "simple_baseline",
+}
+
+
+def preset_recipe(name: str) -> str:
+    """The name of the training recipe preset ``name`` trains with by default."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {list_presets()}")
+    return _RECIPE_OF[name]
+
+
 def list_presets() -> list:
     """Names of all presets, sorted."""
     return sorted(_PRESETS)

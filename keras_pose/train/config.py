@@ -13,32 +13,24 @@ import os
 from typing import Optional, Tuple
 
 from keras_pose.config import Config
+from keras_pose.train import recipes
 
 TASKS = ("bottom_up", "top_down")
-# The README quickstart (tiny bottom-up preset on the synthetic set): 28 x 100
-# steps of 8 images. Measured on idle 2-core machines: 425-550 s of training
-# (the ~40 s first-step trace included), 8-10 min for the whole command; val AP
-# 0.53-0.54 (the README has the measurements and how each choice below moved it).
-# The time budget is the safety net on a slower machine, so training never
-# passes 10 minutes (the LR drop at 75% then may not be reached). AP is
-# step-limited there (benchmarks/quickstart_curve.py), so every step the budget
-# allows is used. The paper's test-time augmentation (flip + scales 1 and 1.5,
-# docs/method_bottom_up.md §5.2) costs a few seconds on the 100 val images and adds
-# ~0.05 AP.
-QUICKSTART_RUN = dict(epochs=28, steps_per_epoch=100, batch_size=8, time_budget_s=570.0,
-                      eval_flip=True, eval_scales=(1.0, 1.5))
 LOSSES = ("l2", "focal_l2", "focal_l2_paper", "rce", "mse")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 OPTIMIZERS = ("sgd", "adam")
+# Fields older config.json files may hold that no longer exist.
+_RETIRED_FIELDS = ("debug_nan_at_step",)
 
 
 @dataclasses.dataclass
 class TrainConfig(Config):
-    """A training run. ``None`` fields take the task's recipe default (``resolved()``)."""
+    """A training run. ``None`` fields take the recipe's defaults (``resolved()``)."""
 
     task: str = "bottom_up"
     preset: str = "imhn_tiny"
+    recipe: Optional[str] = None                # keras_pose.train.recipes; None: the preset's
     # --- data
     dataset: str = "synthetic"                  # synthetic | coco
     data_dir: str = "runs/synthetic"            # where the synthetic set is (or is generated)
@@ -53,7 +45,7 @@ class TrainConfig(Config):
     val_annotations: Optional[str] = None
     # --- run
     model_dir: str = "runs/quickstart"
-    # None: the recipe's (resolved()); the quickstart's is QUICKSTART_RUN below.
+    # None: the recipe's (resolved()).
     epochs: Optional[int] = None                # 30 (quickstart: 28)
     steps_per_epoch: Optional[int] = None       # one pass over the samples (quickstart: 100)
     batch_size: Optional[int] = None            # GLOBAL, split over replicas: 16 (quickstart: 8)
@@ -85,7 +77,6 @@ class TrainConfig(Config):
     eval_scales: Optional[Tuple[float, ...]] = None  # bottom-up test scales (quickstart: 1, 1.5)
     export_int8: bool = True                    # write model_int8.tflite at the end (quickstart)
     demo_image: bool = True                     # write an annotated picture at the end
-    debug_nan_at_step: int = -1                 # tests: poison the batch of this global step
 
     # ------------------------------------------------------------------
     def validate(self) -> None:
@@ -99,6 +90,11 @@ class TrainConfig(Config):
         one_of("mixed_precision", PRECISIONS)
         one_of("optimizer", OPTIMIZERS)
         one_of("dataset", ("synthetic", "coco"))
+        if self.recipe is not None:
+            recipe = recipes.get_recipe(self.recipe)
+            if recipe.task != self.task:
+                raise ValueError(f"recipe {self.recipe!r} trains the {recipe.task} task, "
+                                 f"but task={self.task!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -114,62 +110,33 @@ class TrainConfig(Config):
             raise ValueError(f"loss {self.loss!r} is for the bottom-up task; use rce or mse")
 
     def resolved(self) -> "TrainConfig":
-        """Fill ``None`` fields with the recipe of the task.
+        """Fill ``None`` fields from the named recipe (``keras_pose.train.recipes``).
 
-        Bottom-up (``docs/method_bottom_up.md`` §6): SGD momentum 0.9, weight decay 5e-4,
-        LR x0.2 every 15 epochs, 3-epoch linear warm-up, focal L2. Tiny presets
-        train from scratch on a CPU in minutes, where Adam converges far faster,
-        so they default to Adam 1e-3 and plain L2 (documented in the README).
-        Top-down (SimpleBaseline/FasterPose): Adam 1e-3, x0.1 at 90 and 120 of 140.
+        The recipe is ``self.recipe``, else the one the preset names
+        (``keras_pose.models.presets.preset_recipe``). Run-length fields are filled
+        first, then the recipe's optimiser, loss, codec and augmentation defaults,
+        which may depend on them (LR boundaries on the number of epochs).
         """
-        tiny = "tiny" in self.preset or "test" in self.preset
-        quick = tiny and self.task == "bottom_up" and self.dataset == "synthetic"
-        run = dict(QUICKSTART_RUN) if quick else \
-            dict(epochs=30, steps_per_epoch=None, batch_size=16, time_budget_s=0.0, eval_flip=False,
-                 eval_scales=(1.0,))
-        self = self.replace(**{k: v for k, v in run.items() if getattr(self, k) is None})
-        if self.task == "bottom_up":
-            defaults = dict(optimizer="adam" if tiny else "sgd",
-                            lr=1e-3 if tiny else 2.5e-5,
-                            weight_decay=0.0 if tiny else 5e-4,
-                            warmup_epochs=1.0 if tiny else 3.0,
-                            lr_decay_every=None if tiny else 15,
-                            lr_decay_factor=0.2,
-                            lr_boundaries=(int(self.epochs * 0.75),) if tiny else None,
-                            # Tiny runs are the paper's first stage only (L2, §6): focal L2
-                            # from scratch read 0.03 AP lower at 1400 and at 2800 steps.
-                            loss="l2" if tiny else "focal_l2")
-        else:
-            defaults = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0,
-                            lr_decay_every=None, lr_decay_factor=0.1,
-                            lr_boundaries=(90, 120) if self.epochs >= 140 else
-                            (int(self.epochs * 90 / 140), int(self.epochs * 120 / 140)),
-                            loss="rce" if "fasterpose" in self.preset else "mse")
-        if self.task == "bottom_up" and tiny:
-            # The paper's Gaussians (sigma 9 / 7 px) are sized for 384-512 px
-            # inputs; at the tiny presets' 64-128 px they swallow small persons
-            # (GT-map oracle, benchmarks/synthetic_oracle.py: 0.84 at sigma 9 vs
-            # 0.89 at 4.5 on the "easy" preset; 0.85 at 4.5 and 3.5 on
-            # "quickstart"). The tiny model's val AP rose with sharper maps:
-            # 0.335-0.343 at 4.5 / 3.5, 0.355 and 0.368 at 3.5 / 2.75 (README).
-            # A blurry tiny model puts stray wrist/ankle peaks on the elbow/knee,
-            # and such a 1-3 px "limb" wins the greedy match on its few strong
-            # samples; pairs closer than one map cell (the stride) cannot be two
-            # joints the maps resolve, so they are not limbs (+0.013 and +0.016
-            # val AP on two quickstart models; 0 keeps the authors' grouping).
-            defaults["codec"] = {"sigma": 3.5, "limb_sigma": 2.75, "min_limb_length": 4.0}
-            # The authors' shift (50 px) is for 512 px inputs: at 128 px it pushes
-            # the main person half out of the picture. Their scale rule sets the
-            # main person's box to 0.6 H; a scale drawn from 0.6-1.45 then spans
-            # 0.36-0.87 H, the 5-95 % range of the synthetic val boxes (0.55 x
-            # 0.6-1.4 reached 0.77 H only, and the tallest quarter of the val
-            # persons scored worst). The scenes are mostly upright, so rotations
-            # stay within 15 degrees. Both: val AP 0.483 -> 0.541 (README).
-            defaults["augment"] = {"max_shift": 16.0,
-                                   "max_rotation": 15.0, "target_dist": 0.6,
-                                   "scale_min": 0.6, "scale_max": 1.45}
-        changes = {k: v for k, v in defaults.items() if getattr(self, k) is None}
-        return self.replace(**changes)
+        name = self.recipe
+        if name is None:
+            # Lazy: the models package imports Keras, and this module must not.
+            from keras_pose.models.presets import preset_recipe
+            name = preset_recipe(self.preset)
+        recipe = recipes.get_recipe(name)
+        if recipe.task != self.task:
+            raise ValueError(f"preset {self.preset!r} trains with the {name!r} recipe of the "
+                             f"{recipe.task} task, but task={self.task!r}; pass --task "
+                             f"{recipe.task} or --recipe")
+        self = self.replace(recipe=name)
+        self = self.replace(**{k: v for k, v in recipe.run.items() if getattr(self, k) is None})
+        defaults = recipe.defaults(self)
+        return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        # Runs saved before the test-only NaN hook left the user's config still load.
+        d = {k: v for k, v in d.items() if k not in _RETIRED_FIELDS}
+        return super().from_dict(d)
 
     # ------------------------------------------------------------------
     def save(self, path: str) -> None:

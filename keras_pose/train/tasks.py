@@ -7,7 +7,6 @@ free of losses and the loss free of data.
 """
 from __future__ import annotations
 
-import numpy as np
 
 from keras_pose.losses import DEFAULT_SCALE_WEIGHTS
 
@@ -45,8 +44,7 @@ class BottomUpTask:
                                seed=config.seed, start_index=start_index,
                                augment_config=AugmentConfig(**augment) if augment else None)
         # The pipeline yields one target per scale; every stack is supervised (§3.4).
-        ds = ds.map(lambda x, y: (x, tuple(y) * stacks))
-        return _poison(ds, config) if config.debug_nan_at_step >= 0 else ds
+        return ds.map(lambda x, y: (x, tuple(y) * stacks))
 
     def losses(self, name, model):
         from keras_pose.losses import bottom_up_loss_weights, get_loss
@@ -93,10 +91,9 @@ class TopDownTask:
     def dataset(self, source, config, start_index: int = 0):
         from keras_pose.data.topdown_pipeline import topdown_dataset
 
-        ds = topdown_dataset(source, self.codec, config.batch_size, training=True,
-                             deterministic=config.deterministic, seed=config.seed,
-                             start_index=start_index)
-        return _poison(ds, config) if config.debug_nan_at_step >= 0 else ds
+        return topdown_dataset(source, self.codec, config.batch_size, training=True,
+                               deterministic=config.deterministic, seed=config.seed,
+                               start_index=start_index)
 
     def losses(self, name, model):
         from keras_pose.losses import get_loss
@@ -137,15 +134,3 @@ def get_task(name: str, model_cfg, codec=None):
         return TopDownTask(model_cfg, codec)
     raise ValueError(f"unknown task {name!r}")
 
-
-def _poison(ds, config):
-    """Tests: make the batch of global step ``debug_nan_at_step`` NaN (NaN guard check)."""
-    import tensorflow as tf
-
-    bad = int(config.debug_nan_at_step)
-
-    def maybe(i, xy):
-        x, y = xy
-        x = tf.cond(tf.equal(i, bad), lambda: x * np.float32("nan"), lambda: x)
-        return x, y
-    return ds.enumerate().map(maybe)
