@@ -30,5 +30,4 @@ setup(
         "qat": ["tensorflow-model-optimization==0.8.1", "tf-keras>=2.21,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
-    entry_points={"console_scripts": []},
 )

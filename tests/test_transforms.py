@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_pose.data.transforms import (AugmentConfig, AugmentParams, BORDER_RGB, apply_affine_to_sample,
-                                        augment_params, hsv_tint, letterbox, training_affine)
+                                        augment_params, hsv_tint, training_affine)
 from keras_pose.skeleton import COCO
 from keras_pose.structures import apply_affine, invert_affine
 
@@ -170,12 +170,6 @@ def test_hsv_tint():
     # zero ranges leave the image as the HSV round trip does
     still = hsv_tint(img, rng, AugmentConfig(hue_range=(0, 0), sat_range=(0, 0), val_range=(0, 0)))
     assert np.abs(still.astype(int) - img).max() <= 8
-
-
-def test_letterbox_reexport():
-    img = np.zeros((100, 200, 3), np.uint8)
-    out, M = letterbox(img, height=128, multiple=64)
-    assert out.shape == (128, 256, 3) and M.shape == (2, 3)
 
 
 def test_imports_without_tensorflow():

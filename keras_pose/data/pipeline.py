@@ -192,12 +192,6 @@ def _aligned_empty(shape, dtype=np.float32) -> np.ndarray:
     return buf[off:off + nbytes].view(dtype).reshape(shape)
 
 
-def _aligned_copy(a: np.ndarray) -> np.ndarray:
-    out = _aligned_empty(a.shape, a.dtype)
-    np.copyto(out, a)
-    return out
-
-
 def _index_dataset(n: int, shuffle: bool, seed: int, repeat: bool):
     """(epoch, index) pairs; each epoch is a stateless permutation of range(n)."""
     import tensorflow as tf

@@ -217,14 +217,3 @@ def hsv_tint(image, rng: np.random.Generator, config: AugmentConfig | None = Non
     hsv = cv2.cvtColor(np.ascontiguousarray(image, np.uint8), cv2.COLOR_RGB2HSV)
     hsv = cv2.LUT(hsv, lut.astype(np.uint8).reshape(256, 1, 3))
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-def letterbox(*args, **kwargs):
-    """Inference preprocessing, re-exported from ``keras_pose.inference.preprocess``.
-
-    Imported lazily so that ``data.transforms`` and ``inference.preprocess`` may
-    import each other's helpers without a cycle.
-    """
-    from keras_pose.inference.preprocess import letterbox as _letterbox
-    return _letterbox(*args, **kwargs)
-
