@@ -70,6 +70,9 @@ class TrainConfig(Config):
     cpu_replicas: int = 0                       # > 1: split the CPU into logical devices (tests)
     sync_batchnorm: bool = True                 # synchronise BN statistics across replicas (SyncBN)
     mixed_precision: str = "auto"
+    # XLA-compile the train step. Off by default: on the CPU it only adds compile
+    # time; on a GPU benchmarks/train_throughput.py measures whether it pays (docs/gpu.md).
+    jit_compile: bool = False
     # --- evaluation and products
     eval_every: int = 0                         # epochs between AP evaluations (0: only at the end)
     eval_max_images: Optional[int] = None

@@ -90,8 +90,28 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int, replicas: int):
         keras.optimizers.AdamW(schedule, weight_decay=wd)
 
 
-def run(config: TrainConfig, verbose: int = 1) -> dict:
-    """Train (or resume) one run; returns a summary dict (also in metrics.json)."""
+@dataclasses.dataclass
+class Setup:
+    """Everything ``fit`` needs, built by ``setup`` (steps 1-3 of ``run``)."""
+    config: TrainConfig       # resolved, with the full codec config
+    strategy: object
+    policy: str               # the Keras dtype policy in force
+    task: object              # tasks.BottomUpTask | tasks.TopDownTask
+    paths: DataPaths
+    steps: int                # steps per epoch
+    train_ds: object          # the task's tf.data pipeline (repeats forever)
+    model: object             # compiled in the strategy scope
+    backup_dir: str
+    start_epoch: int
+
+
+def setup(config: TrainConfig) -> Setup:
+    """Strategy, precision, data, pipeline and the compiled model of a run.
+
+    ``run`` trains what this returns; benchmarks (``benchmarks/train_throughput.py``)
+    time ``fit`` on it, so they measure the very model, optimizer and input pipeline
+    of a training run.
+    """
     config = config.resolved()
     from keras_pose.train import distribute
 
@@ -99,10 +119,9 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     import keras
     import tensorflow as tf
 
-    from keras_pose.train import tasks
-    from keras_pose.train.callbacks import (CocoEvalCallback, EpochBackup, LearningRateLogger,
-                                      NanGuard, TimeBudget, read_backup, restore_backup)
     from keras_pose.models import presets
+    from keras_pose.train import tasks
+    from keras_pose.train.callbacks import read_backup, restore_backup
 
     keras.utils.set_random_seed(config.seed)
     if config.deterministic:
@@ -143,12 +162,27 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
             _load_initial_weights(model, config.init_from)
         optimizer = make_optimizer(config, steps, replicas)
         losses, weights = task.losses(config.loss, model)
-        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
+                      jit_compile=config.jit_compile)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             _prebuild_for_multi_worker(model, train_ds)
         if start_epoch:
             restore_backup(model, backup_dir)
+    return Setup(config, strategy, policy, task, paths, steps, train_ds, model, backup_dir,
+                 start_epoch)
 
+
+def run(config: TrainConfig, verbose: int = 1) -> dict:
+    """Train (or resume) one run; returns a summary dict (also in metrics.json)."""
+    s = setup(config)
+    config, task, paths, model, steps = s.config, s.task, s.paths, s.model, s.steps
+    start_epoch, backup_dir, policy = s.start_epoch, s.backup_dir, s.policy
+    import keras
+
+    from keras_pose.train import distribute
+    from keras_pose.train.callbacks import (CocoEvalCallback, EpochBackup, LearningRateLogger,
+                                            NanGuard, TimeBudget)
+    chief = distribute.is_chief()
     eval_fn = task.evaluator(paths.val_annotations, paths.val_images, config) \
         if paths.val_annotations and os.path.isfile(paths.val_annotations) else None
     budget = TimeBudget(config.time_budget_s)
@@ -169,14 +203,14 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     if start_epoch:
         print(f"Resuming {config.model_dir} from epoch {start_epoch}", flush=True)
     t0 = budget.start = time.monotonic()   # the budget counts fit's set-up and callbacks too
-    history = model.fit(train_ds, epochs=config.epochs, initial_epoch=start_epoch,
+    history = model.fit(s.train_ds, epochs=config.epochs, initial_epoch=start_epoch,
                         steps_per_epoch=steps,
                         callbacks=callbacks, verbose=verbose, shuffle=False)
     train_s = time.monotonic() - t0
     epochs_run = len(history.history.get("loss", []))
 
     summary = {"preset": config.preset, "task": config.task, "policy": policy,
-               "replicas": replicas, "steps_per_epoch": steps,
+               "replicas": s.strategy.num_replicas_in_sync, "steps_per_epoch": steps,
                "epochs_completed": start_epoch + epochs_run,
                "train_seconds": round(train_s, 1), "stopped_by_time_budget": budget.stopped_early,
                "final_loss": float(history.history["loss"][-1]) if epochs_run else None,

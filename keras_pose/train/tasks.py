@@ -120,6 +120,13 @@ class TopDownTask:
         return evaluate
 
 
+def default_task(model_cfg) -> str:
+    """The task a preset's model is trained for: IMHN bottom-up, the others top-down."""
+    from keras_pose.models.configs import IMHNConfig
+
+    return "bottom_up" if isinstance(model_cfg, IMHNConfig) else "top_down"
+
+
 def get_task(name: str, model_cfg, codec=None):
     """The task adapter; ``codec``: codec field overrides or a saved codec config."""
     from keras_pose.models.configs import IMHNConfig
