@@ -57,6 +57,7 @@ def convert_all(sizes, stacks, modes, out_dir, calibration_images, log):
 
     from keras_pose.export import tflite as export_lib
     from keras_pose.models.configs import IMHNConfig
+    from keras_pose.descriptor import describe
     from keras_pose.models.imhn import build_imhn
 
     for size in sizes:
@@ -71,8 +72,8 @@ def convert_all(sizes, stacks, modes, out_dir, calibration_images, log):
         log(f"built {max(stacks)}-stack {size}: {full.count_params()} params, {time.time() - t:.0f} s")
         for k, mode in todo:
             t = time.time()
-            sub = keras.Model(full.inputs, full.get_layer(f"s{k - 1}_x0").output, name=f"k{k}")
-            em = export_lib.build_export_model(sub)
+            desc = describe(IMHNConfig(stacks=k, input_size=(size, size)))
+            em = export_lib.build_export_model(full, desc)
             data = export_lib.convert(em, mode, cal)
             path = out_dir / f"k{k}_{size}_{mode}.tflite"
             tmp = path.with_suffix(".tmp")

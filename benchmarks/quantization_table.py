@@ -84,7 +84,8 @@ def main(argv=None):
 
     from keras_pose.export import tflite as export_lib
     model, config = export_lib.load_keras_model(model_dir=a.model_dir)
-    em = export_lib.build_export_model(model)
+    from keras_pose.train.config import read_descriptor
+    em = export_lib.build_export_model(model, read_descriptor(config))
     hw = tuple(int(v) for v in em.inputs[0].shape[1:3])
     cal = export_lib.calibration_images(a.calibration_source, a.calibration_images, hw, seed=1)
     val = val_split(a.val_images, a.val_annotations, a.max_images)

@@ -36,11 +36,20 @@ flags.mark_flag_as_required("output")
 def main(argv):
     del argv
     from keras_pose.export import tflite as export_lib
+    from keras_pose.train.config import read_descriptor
     try:
         model, config = export_lib.load_keras_model(FLAGS.model, FLAGS.model_dir)
+        if not config:
+            raise ValueError(f"{FLAGS.model}: no config.json beside it; export reads the run's "
+                             "descriptor from there (give --model_dir of a training run)")
+        descriptor = read_descriptor(config)
         if FLAGS.keep_stacks is not None:
+            from keras_pose.models.configs import IMHNConfig
             from keras_pose.models.imhn import keep_stacks
             model = keep_stacks(model, FLAGS.keep_stacks)
+            # The decoded output is now the last kept stack's finest map.
+            descriptor = descriptor.replace(output={
+                "layer": IMHNConfig.head_name(FLAGS.keep_stacks - 1, 0), "activation": None})
         source = FLAGS.calibration_source
         if source == "images":
             if not FLAGS.calibration_dir:
@@ -49,11 +58,12 @@ def main(argv):
         elif FLAGS.calibration_dir:
             raise ValueError("--calibration_dir is read with --calibration_source images")
         size = tuple(int(v) for v in FLAGS.input_size) if FLAGS.input_size else None
-        em = export_lib.build_export_model(model, size)
+        em = export_lib.build_export_model(model, descriptor, size)
         hw = tuple(int(v) for v in em.inputs[0].shape[1:3])
         cal = export_lib.calibration_images(source, FLAGS.calibration_images, hw)
         side = export_lib.export_tflite(
             model, FLAGS.output, FLAGS.quantize, cal, FLAGS.io_dtype, config=config,
+            descriptor=descriptor,
             input_size=size, qat_kwargs={"epochs": FLAGS.qat_epochs, "steps": FLAGS.qat_steps},
             log=lambda m: print(m, file=sys.stderr))
     except ValueError as e:

@@ -65,8 +65,8 @@ _CACHE = {}
 def trained_export():
     """Train once per pytest process and export fp32; returns a dict of paths and objects.
 
-    Keys: model (full Keras IMHN), config, images (N, 64, 64, 3), dir (with model.keras,
-    fp32/model.tflite + model.json). Cached at module level: every test file shares it; the
+    Keys: model (full Keras IMHN), config, descriptor, images (N, 64, 64, 3), dir (a run
+    folder: model.keras + config.json, and fp32/model.tflite + model.json). Cached at module level: every test file shares it; the
     directory is removed when the process exits.
     """
     if "v" not in _CACHE:
@@ -75,12 +75,18 @@ def trained_export():
         import shutil
         import tempfile
         from keras_pose.export import tflite as export_lib
+        from keras_pose.descriptor import describe
+        from keras_pose.train.config import TrainConfig
         model, cfg, images = train_tiny(steps=80)
+        desc = describe(cfg, preset="imhn_test")
         d = pathlib.Path(tempfile.mkdtemp(prefix="kp_export_"))
         atexit.register(shutil.rmtree, d, ignore_errors=True)
-        model.save(d / "model.keras")
-        side = export_lib.export_tflite(model, d / "fp32", "fp32", images, log=lambda m: None)
+        model.save(d / "model.keras")  # a run folder: model.keras + config.json
+        TrainConfig(preset="imhn_test", model_dir=str(d)).save(str(d / "config.json"), desc)
+        side = export_lib.export_tflite(model, d / "fp32", "fp32", images, log=lambda m: None,
+                                        descriptor=desc)
         _CACHE["v"] = {"model": model, "config": cfg, "images": images, "dir": d,
-                       "fp32": d / "fp32" / "model.tflite", "fp32_sidecar": side,
-                       "export_model": export_lib.build_export_model(model)}
+                       "descriptor": desc, "fp32": d / "fp32" / "model.tflite",
+                       "fp32_sidecar": side,
+                       "export_model": export_lib.build_export_model(model, desc)}
     return _CACHE["v"]

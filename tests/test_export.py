@@ -58,14 +58,17 @@ def test_fp32_maps_and_poses_match_keras(trained):
 
 def test_sidecar_describes_the_export(trained):
     side = json.loads((trained["fp32"].parent / "model.json").read_text())
-    assert side["task"] == "bottom_up" and side["quantize"] == "fp32"
+    from keras_pose.descriptor import RunDescriptor
+    desc = RunDescriptor.from_dict(side["descriptor"])
+    assert desc.task == "bottom_up" and side["quantize"] == "fp32"
+    assert side["format"] == "keras_pose.tflite/2"
     assert side["input"]["shape"] == [1, 64, 64, 3] and side["input"]["dtype"] == "float32"
+    assert desc.input_size == (64, 64) and desc.input["color"] == "RGB"
     assert side["outputs"][0]["shape"] == [1, 16, 16, 50]
-    assert side["keras_output_names"] == ["s0_x0"]
-    assert side["codec"]["type"] == "BodyPartsCodec"
-    from keras_pose.codecs import BodyPartsCodec
-    assert BodyPartsCodec.from_config(side["codec"]["config"]).config.stride == 4
-    assert len(side["keypoint_spec"]["names"]) == 17
+    assert side["keras_output_names"] == ["s0_x0"] == [desc.output_layer]
+    assert desc.codec["type"] == "BodyPartsCodec"
+    assert desc.build_codec().config.stride == 4
+    assert desc.spec.num_keypoints == 17
     v = side["validation"]
     assert v["max_abs_diff"] < 1e-4 and v["persons_keras"] == v["persons_tflite"] > 0
 
@@ -79,7 +82,7 @@ def test_fp16_and_dynamic_poses_within_1px(trained, tmp_path, mode):
     """
     from keras_pose.export import tflite as export_lib
     side = export_lib.export_tflite(trained["model"], tmp_path, mode, trained["images"],
-                                    log=lambda m: None)
+                                    log=lambda m: None, descriptor=trained["descriptor"])
     assert side["size_bytes"] < trained["fp32_sidecar"]["size_bytes"]
     v = side["validation"]
     assert v["max_abs_diff"] < (0.01 if mode == "fp16" else 0.05)
@@ -92,7 +95,7 @@ def test_fp16_and_dynamic_poses_within_1px(trained, tmp_path, mode):
 def test_int8_export_runs_and_correlates(trained, tmp_path):
     from keras_pose.export import tflite as export_lib
     side = export_lib.export_tflite(trained["model"], tmp_path, "int8", trained["images"],
-                                    log=lambda m: None)
+                                    log=lambda m: None, descriptor=trained["descriptor"])
     assert side["input"]["dtype"] == "uint8" and side["io_dtype"] == "uint8"
     assert side["input"]["quantization"]["scale"] > 0
     assert side["outputs"][0]["dtype"] == "uint8"
@@ -104,7 +107,8 @@ def test_int8_export_runs_and_correlates(trained, tmp_path):
 def test_int8_float_io(trained, tmp_path):
     from keras_pose.export import tflite as export_lib
     side = export_lib.export_tflite(trained["model"], tmp_path, "int8", trained["images"][:4],
-                                    io_dtype="float32", log=lambda m: None)
+                                    io_dtype="float32", log=lambda m: None,
+                                    descriptor=trained["descriptor"])
     assert side["input"]["dtype"] == "float32" and side["outputs"][0]["dtype"] == "float32"
 
 
@@ -121,6 +125,8 @@ def test_bad_arguments(trained, tmp_path):
     with pytest.raises(ValueError, match="io_dtype"):
         export_lib.export_tflite(trained["model"], tmp_path, "fp32", trained["images"],
                                  io_dtype="uint8")
+    with pytest.raises(ValueError, match="run descriptor"):
+        export_lib.export_tflite(trained["model"], tmp_path, "fp32", trained["images"])
     with pytest.raises(ValueError, match="model file not found"):
         export_lib.load_keras_model(tmp_path / "nope.keras")
     with pytest.raises(ValueError, match="calibration folder"):
@@ -173,7 +179,8 @@ m = build_imhn(cfg)
 # A fresh IMHN outputs ~0 (N(0, 0.001) init): widen the weights so the maps vary.
 m.set_weights([w * 300 if w.ndim == 4 else w for w in m.get_weights()])
 x, _ = tiny.synthetic_set(4)
-side = export_lib.export_tflite(m, {str(tmp_path)!r}, "qat", x,
+from keras_pose.descriptor import describe
+side = export_lib.export_tflite(m, {str(tmp_path)!r}, "qat", x, descriptor=describe(cfg),
                                 qat_kwargs=dict(model_config=cfg, steps=2), log=lambda s: None)
 import os
 print(json.dumps({{"side": side, "legacy": os.environ.get("TF_USE_LEGACY_KERAS")}}))

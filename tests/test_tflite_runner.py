@@ -153,18 +153,25 @@ def test_top_down_predict_with_boxes(tmp_path):
     x = inp = keras.Input((64, 48, 3))
     x = keras.layers.Rescaling(1 / 255.0)(x)
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.Conv2D(17, 3, strides=2, padding="same", activation="sigmoid")(x)
+    x = keras.layers.Conv2D(17, 3, strides=2, padding="same", activation="sigmoid",
+                            name="heatmaps")(x)
     model = keras.Model(inp, x)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
     cal = rng.uniform(0, 255, (2, 64, 48, 3)).astype(np.float32)
-    side = export_lib.export_tflite(model, tmp_path, "fp32", cal, log=lambda m: None)
-    assert side["task"] == "top_down" and side["codec"]["type"] == "HeatmapCodec"
+    from keras_pose.codecs import HeatmapCodec
+    from keras_pose.descriptor import RunDescriptor
+    desc = RunDescriptor.create(HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12)),
+                                (64, 48), "heatmaps")
+    side = export_lib.export_tflite(model, tmp_path, "fp32", cal, log=lambda m: None,
+                                    descriptor=desc)
+    assert side["descriptor"]["task"] == "top_down"
+    assert side["descriptor"]["codec"]["type"] == "HeatmapCodec"
     runner = TFLiteRunner(tmp_path / "model.tflite")
     boxes = np.array([[10, 10, 40, 60], [80, 30, 50, 70]], np.float32)
     poses = runner.predict(image, boxes)
     assert len(poses) == 2 and poses.keypoints.shape == (2, 17, 3)
-    em = export_lib.build_export_model(model)
+    em = export_lib.build_export_model(model, desc)
     for p, box in zip(poses.keypoints, boxes):
         c, s = crops.box_to_center_scale(box, 48 / 64)
         m = crops.crop_affine(c, s, 0.0, (64, 48))

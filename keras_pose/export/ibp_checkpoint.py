@@ -352,6 +352,7 @@ def save_model_dir(model, cfg: IMHNConfig, model_dir, checkpoint=None,
     import os
 
     from keras_pose.codecs import BodyPartsCodec
+    from keras_pose.descriptor import describe
     from keras_pose.train.config import TrainConfig
 
     os.makedirs(model_dir, exist_ok=True)
@@ -363,7 +364,9 @@ def save_model_dir(model, cfg: IMHNConfig, model_dir, checkpoint=None,
     tmp = os.path.join(model_dir, "model.tmp.keras")
     model.save(tmp)
     os.replace(tmp, os.path.join(model_dir, "model.keras"))
-    train_cfg.save(os.path.join(model_dir, "config.json"))
+    # The descriptor names this network's own last stack (keep_stacks may differ from the preset).
+    train_cfg.save(os.path.join(model_dir, "config.json"),
+                   descriptor=describe(cfg, codec, preset=preset))
     info = {"source": "Simple Pose authors' PyTorch checkpoint (converted by keras_pose)",
             "checkpoint": None if checkpoint is None else os.path.abspath(str(checkpoint)),
             "keep_stacks": keep_stacks, "model": cfg.to_dict(), "preset": preset,

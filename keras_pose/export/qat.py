@@ -80,15 +80,14 @@ def _quantize_configs(tfmot):
 
 
 def _builder_for(config):
-    """(builder(config, K=...), config, name of the exported output layer or None).
+    """(builder(config, K=...), config, its inference output {"layer", "activation"}).
 
-    IMHN exports the last stack's finest output ``s{t}_x0``; top-down models their only one.
+    The config names the output that is decoded (as in the run descriptor).
     """
     from keras_pose.models import configs, presets
     if isinstance(config, dict):
         config = configs.IMHNConfig.from_dict(config)
-    last = f"s{config.stacks - 1}_x0" if isinstance(config, configs.IMHNConfig) else None
-    return presets.build_model, config, last
+    return presets.build_model, config, config.inference_output
 
 
 def build_twin(config, keras_weights=None, batch_size=None):
@@ -105,11 +104,13 @@ def build_twin(config, keras_weights=None, batch_size=None):
     tf, tf_keras, _ = _import_tfmot()
     from keras_pose.models.blocks import depth_to_space_class
     depth_to_space_class(tf_keras)  # create the tf_keras DepthToSpace class once
-    builder, config, last = _builder_for(config)
+    builder, config, output = _builder_for(config)
     full = builder(config, K=tf_keras)
     if keras_weights is not None:
         full.set_weights(keras_weights)
-    out = full.get_layer(last).output if last else full.outputs[0]
+    out = full.get_layer(output["layer"]).output
+    if output.get("activation"):
+        out = tf_keras.layers.Activation(output["activation"], name="inference_activation")(out)
     sub = tf_keras.Model(full.inputs[0], out, name="qat_inference")
     if batch_size is None:
         return sub
@@ -278,11 +279,15 @@ def model_config_from(config: dict, model=None):
 
 
 def qat_export(model, config: dict, calibration, io_dtype="uint8", input_size=None,
-               epochs=1, steps=50, model_config=None, learning_rate=1e-4) -> bytes:
+               epochs=1, steps=50, model_config=None, learning_rate=1e-4,
+               descriptor=None) -> bytes:
     """QAT fine-tune ``model`` (Keras 3) by distillation on ``calibration`` and convert to int8."""
     from keras_pose.export import tflite as export_lib
     cfg = model_config or model_config_from(config, model)
-    teacher = export_lib.build_export_model(model, input_size)
+    if descriptor is None:
+        from keras_pose.train.config import read_descriptor
+        descriptor = read_descriptor(config)
+    teacher = export_lib.build_export_model(model, descriptor, input_size)
     qat = qat_finetune(cfg, model.get_weights(), np.asarray(calibration, np.float32),
                        epochs=epochs, steps=steps, learning_rate=learning_rate,
                        teacher=lambda x: teacher.predict(x, batch_size=1, verbose=0))

@@ -5,14 +5,15 @@ Pipeline (the exported model carries its metadata in ``model.json``;
 
 1. ``load_keras_model``: a ``.keras`` file or a training output dir (``model.keras`` +
    ``config.json``).
-2. ``build_export_model``: the inference sub-model (for IMHN only the last stack's finest
-   output, (1, H/4, W/4, C)) re-instantiated on ``keras.Input(batch_size=1)`` with a
+2. ``build_export_model``: the inference sub-model (the run descriptor's inference output,
+   e.g. IMHN's last stack's finest map (1, H/4, W/4, C)) re-instantiated on ``keras.Input(batch_size=1)`` with a
    fixed H x W - a static batch removes the SHAPE/PACK ops a dynamic batch adds.
 3. ``convert``: ``TFLiteConverter.from_keras_model`` with explicit builtin op sets (never
    Flex); int8 is full-integer with a representative dataset drawn through the same
    letterbox as inference.
 4. ``write_sidecar`` + ``validate_export``: ``model.json`` beside ``model.tflite`` with the
-   codec, KeypointSpec, I/O dtypes and quantization, and the Keras-vs-TFLite agreement.
+   run descriptor (task, KeypointSpec, codec, input; ``keras_pose.descriptor``), I/O dtypes
+   and quantization, and the Keras-vs-TFLite agreement.
 
 Decoding stays outside the graph (one decoder: the codec, NumPy).
 """
@@ -29,7 +30,7 @@ from keras_pose.inference import tflite_runner as _rt
 
 QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 IO_DTYPES = ("uint8", "int8", "float32")
-SIDECAR_FORMAT = "keras_pose.tflite/1"
+SIDECAR_FORMAT = _rt.SIDECAR_FORMAT
 
 
 # ---------------------------------------------------------------------- loading
@@ -45,19 +46,22 @@ def _register_custom_objects():
 def load_keras_model(model_path=None, model_dir=None):
     """Load a Keras model from a ``.keras`` file or a training output dir.
 
-    Returns (model, config dict or {}): the dir's ``config.json`` when present.
+    Returns (model, config dict or {}): the run's ``config.json`` (the dir's, or
+    the one beside the ``.keras`` file) when present.
     """
     import keras
     if (model_path is None) == (model_dir is None):
         raise ValueError("give exactly one of --model (a .keras file) or --model_dir")
-    config = {}
     if model_dir is not None:
-        model_dir = pathlib.Path(model_dir)
-        model_path = model_dir / "model.keras"
-        cfg = model_dir / "config.json"
-        if cfg.is_file():
-            config = json.loads(cfg.read_text())
+        model_path = pathlib.Path(model_dir) / "model.keras"
     model_path = pathlib.Path(model_path)
+    config = {}
+    cfg = model_path.with_name("config.json")
+    if cfg.is_file():
+        try:
+            config = json.loads(cfg.read_text())
+        except ValueError as e:
+            raise ValueError(f"{cfg}: not valid JSON ({e})") from None
     if not model_path.is_file():
         raise ValueError(f"model file not found: {model_path}")
     _register_custom_objects()
@@ -72,46 +76,29 @@ def _output_name(tensor) -> str:
     return tensor._keras_history.operation.name
 
 
-def inference_outputs(model):
-    """The single output an exported model carries.
-
-    IMHN returns stacks x 5 scales named ``s{t}_x{j}``: keep the last stack's finest
-    (``docs/method_bottom_up.md`` §5.2 step 5). Other models must have exactly one output.
-    """
-    outs = list(model.outputs)
-    if len(outs) == 1:
-        return outs[0]
-    names = [_output_name(t) for t in outs]
-    finest = [(n, t) for n, t in zip(names, outs) if n.startswith("s") and n.endswith("_x0")]
-    if not finest:
-        raise ValueError(f"model has {len(outs)} outputs {names}; expected IMHN 's{{t}}_x0' names")
-    finest.sort(key=lambda nt: int(nt[0][1:].split("_")[0]))
-    return finest[-1][1]
-
-
-def build_export_model(model, input_size=None):
+def build_export_model(model, descriptor, input_size=None):
     """A batch-1, fixed-size, single-output copy of ``model`` sharing its weights.
 
     Args:
         model: a Keras functional model with input (B, H, W, 3) RGB 0..255.
-        input_size: (H, W); required when the model's spatial dims are None.
+        descriptor: its RunDescriptor (names the inference output).
+        input_size: (H, W); default the descriptor's (required when the model's
+            spatial dims are None and the descriptor has no size).
     Returns:
         keras.Model: (1, H, W, 3) -> (1, h, w, C), output named after the source output.
     """
     import keras
+
+    from keras_pose.models.heads import inference_model
     shape = tuple(model.inputs[0].shape[1:])
     h, w, c = shape
-    if input_size is not None:
-        h, w = int(input_size[0]), int(input_size[1])
+    size = input_size or (descriptor.input_size if None in (h, w) else None)
+    if size is not None:
+        h, w = int(size[0]), int(size[1])
     if h is None or w is None:
         raise ValueError("the model has a dynamic input size: pass input_size=(H, W)")
-    if len(model.outputs) == 1 and _output_name(model.outputs[0]) == "heatmaps" \
-            and "fasterpose" in model.name:
-        # FasterPose trains on logits; its inference form adds the sigmoid (docs/method_top_down.md).
-        from keras_pose.models.fasterpose import fasterpose_inference_model
-        model = fasterpose_inference_model(model)
-    out = inference_outputs(model)
-    sub = keras.Model(model.inputs[0], out, name="inference")  # drops unused heads
+    sub = inference_model(model, descriptor)  # drops unused heads
+    out = sub.outputs[0]
     x = keras.Input((h, w, c), batch_size=1, name="image")
     try:
         # A flat clone on the fixed-batch input keeps one graph level (no nested model).
@@ -123,39 +110,15 @@ def build_export_model(model, input_size=None):
     return em
 
 
-def infer_task(export_model, spec) -> str:
-    """'bottom_up' when the output has the Simple Pose channel count, else 'top_down'."""
-    ch = int(export_model.outputs[0].shape[-1])
-    if ch == spec.num_channels:
-        return "bottom_up"
-    if ch == spec.num_keypoints:
-        return "top_down"
-    raise ValueError(f"output has {ch} channels: neither bottom-up ({spec.num_channels}) "
-                     f"nor top-down ({spec.num_keypoints})")
-
-
-def make_codec(task, config: dict | None = None, export_model=None):
-    """The codec for ``task``, from a training ``config.json`` dict when it holds one.
-
-    Without one, a top-down codec takes its input/heatmap sizes from ``export_model``.
-    """
-    config = config or {}
-    codec_cfg = config.get("codec")
-    if task == "bottom_up":
-        from keras_pose.codecs import BodyPartsCodec, BodyPartsCodecConfig
-        if isinstance(codec_cfg, dict) and "config" in codec_cfg:
-            return BodyPartsCodec.from_config(codec_cfg)
-        if isinstance(codec_cfg, dict):
-            return BodyPartsCodec(BodyPartsCodecConfig.from_dict(codec_cfg))
-        return BodyPartsCodec()
-    from keras_pose.codecs import HeatmapCodec, HeatmapCodecConfig
-    if isinstance(codec_cfg, dict):
-        return HeatmapCodec.from_config(codec_cfg)
-    if export_model is None:
-        return HeatmapCodec()
-    return HeatmapCodec(HeatmapCodecConfig(
-        input_size=tuple(int(v) for v in export_model.inputs[0].shape[1:3]),
-        heatmap_size=tuple(int(v) for v in export_model.outputs[0].shape[1:3])))
+def export_descriptor(descriptor, export_model):
+    """The descriptor an export carries: the run's, with the exported input size."""
+    hw = [int(v) for v in export_model.inputs[0].shape[1:3]]
+    if descriptor.task == "top_down":
+        want = [int(v) for v in descriptor.codec["config"]["input_size"]]
+        if hw != want:
+            raise ValueError(f"a top-down model decodes {want[0]}x{want[1]} crops (its codec); "
+                             f"it cannot be exported at {hw[0]}x{hw[1]}")
+    return descriptor.replace(input={**descriptor.input, "size": hw})
 
 
 # ------------------------------------------------------------------ calibration
@@ -251,8 +214,8 @@ def _configure(c, tf, quantize, calibration, io_dtype):
 
 
 # ---------------------------------------------------------------------- sidecar
-def write_sidecar(path, tflite_path, codec, task, quantize, extra=None) -> dict:
-    """Write ``model.json``: what a runner needs besides the graph (seam 5)."""
+def write_sidecar(path, tflite_path, descriptor, quantize, extra=None) -> dict:
+    """Write ``model.json``: the descriptor plus what the graph's I/O needs (seam 5)."""
     import keras_pose
     interp = _rt.make_interpreter(str(tflite_path), num_threads=1)
     ind = interp.get_input_details()[0]
@@ -263,15 +226,12 @@ def write_sidecar(path, tflite_path, codec, task, quantize, extra=None) -> dict:
     side = {
         "format": SIDECAR_FORMAT,
         "keras_pose_version": keras_pose.__version__,
-        "task": task,
+        "descriptor": descriptor.to_dict(),
         "quantize": quantize,
-        "codec": {"type": type(codec).__name__, "config": codec.get_config()},
-        "keypoint_spec": codec.spec.to_dict(),
         "input": {"shape": [int(v) for v in ind["shape"]], "dtype": np.dtype(ind["dtype"]).name,
-                  "quantization": q(ind), "color": "RGB", "range": [0, 255], "layout": "NHWC"},
+                  "quantization": q(ind)},
         "outputs": [{"name": d["name"], "shape": [int(v) for v in d["shape"]],
                      "dtype": np.dtype(d["dtype"]).name, "quantization": q(d)} for d in outs],
-        "output_names": [d["name"] for d in outs],
     }
     side.update(extra or {})
     pathlib.Path(path).write_text(json.dumps(side, indent=2))
@@ -343,14 +303,16 @@ def validate_export(tflite_path, export_model, images, codec, task, num_threads=
 
 # ------------------------------------------------------------------------ main
 def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype=None,
-                  config=None, input_size=None, qat_kwargs=None, log=print) -> dict:
+                  config=None, input_size=None, qat_kwargs=None, log=print,
+                  descriptor=None) -> dict:
     """Export ``model`` to ``output_dir/model.tflite`` + ``model.json``; returns the sidecar.
 
     Args:
         model: a Keras model (training or inference form).
         calibration: (N, H, W, 3) float32 letterboxed inputs (int8/qat calibration and the
             validation images; required).
-        config: the training ``config.json`` dict (codec settings; IMHN config for qat).
+        config: the training ``config.json`` dict (its descriptor; the preset for qat).
+        descriptor: the model's RunDescriptor (default: read from ``config``).
         qat_kwargs: forwarded to ``keras_pose.export.qat.qat_export`` for quantize='qat'.
     """
     if quantize not in QUANTIZE_MODES:
@@ -359,23 +321,28 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
         raise ValueError(f"--io_dtype {io_dtype} needs --quantize int8 or qat")
     if calibration is None or len(calibration) == 0:
         raise ValueError("export needs calibration images (also used to validate the export)")
-    from keras_pose.skeleton import COCO
+    if descriptor is None:
+        if not config:
+            raise ValueError("export needs the model's run descriptor: export a run folder "
+                             "(--model_dir, with its config.json) or pass descriptor=")
+        from keras_pose.train.config import read_descriptor
+        descriptor = read_descriptor(config)
     out = pathlib.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    em = build_export_model(model, input_size)
-    spec = COCO
-    task = infer_task(em, spec)
-    codec = make_codec(task, config, em)
+    em = build_export_model(model, descriptor, input_size)
+    descriptor = export_descriptor(descriptor, em)
+    codec = descriptor.build_codec()
     if quantize == "qat":
         from keras_pose.export import qat
         data = qat.qat_export(model, config or {}, calibration, io_dtype=io_dtype or "uint8",
-                              input_size=input_size, **(qat_kwargs or {}))
+                              input_size=input_size, descriptor=descriptor,
+                              **(qat_kwargs or {}))
     else:
         data = convert(em, quantize, calibration, io_dtype)
     tfl = out / "model.tflite"
     tfl.write_bytes(data)
-    val = validate_export(tfl, em, calibration, codec, task)
-    side = write_sidecar(out / "model.json", tfl, codec, task, quantize,
+    val = validate_export(tfl, em, calibration, codec, descriptor.task)
+    side = write_sidecar(out / "model.json", tfl, descriptor, quantize,
                          extra={"validation": val, "size_bytes": len(data),
                                 "keras_output_names": [_output_name(o) for o in em.outputs],
                                 "io_dtype": io_dtype or ("uint8" if quantize in ("int8", "qat")

@@ -15,9 +15,13 @@ import time
 
 import numpy as np
 
+from keras_pose.descriptor import DescriptorError, RunDescriptor, build_codec, input_convention
 from keras_pose.structures import Poses, apply_affine, invert_affine
 
 log = logging.getLogger(__name__)
+
+SIDECAR_FORMAT = "keras_pose.tflite/2"    # model.json with a run descriptor
+_SIDECAR_FORMAT_1 = "keras_pose.tflite/1"  # before descriptors: still read
 
 
 class TFLiteRunnerError(ValueError):
@@ -162,18 +166,48 @@ class NetRunner:
 
 
 # ----------------------------------------------------------------- full runner
+def _legacy_descriptor(side: dict, where: str) -> RunDescriptor:
+    """The descriptor of a ``keras_pose.tflite/1`` sidecar (written before descriptors)."""
+    try:
+        codec = side["codec"]
+        shape = side["input"]["shape"]
+        return RunDescriptor(
+            task=side.get("task", "bottom_up"), keypoints=side["keypoint_spec"],
+            codec={"type": codec["type"], "config": codec["config"]["config"]},
+            input={"size": [int(shape[1]), int(shape[2])], **input_convention()},
+            output={"layer": (side.get("keras_output_names") or ["output"])[0],
+                    "activation": None})
+    except (KeyError, TypeError, IndexError, ValueError) as e:
+        raise TFLiteRunnerError(f"sidecar {where} (format 1) is incomplete: {e!r}") from None
+
+
 def load_sidecar(path, net: NetRunner | None = None) -> dict:
-    """Read ``model.json`` and check it describes ``net``'s input (shape and channels)."""
+    """Read ``model.json``, check its format and that it describes ``net``'s input.
+
+    Returns the sidecar dict with ``"descriptor"`` as a RunDescriptor (for format-1
+    sidecars, written before descriptors, derived from their fields).
+    """
     p = pathlib.Path(path)
     if not p.is_file():
         raise TFLiteRunnerError(f"sidecar not found: {p} (export writes model.json beside "
                                 f"model.tflite; pass sidecar= to point elsewhere)")
     try:
         side = json.loads(p.read_text())
-        codec, want = side["codec"], tuple(side["input"]["shape"])
-    except (ValueError, KeyError, TypeError) as e:
+        fmt = side.get("format")
+    except (ValueError, AttributeError) as e:
         raise TFLiteRunnerError(f"sidecar {p} is not a keras_pose model.json: {e!r}") from e
+    if fmt == SIDECAR_FORMAT:
+        try:
+            side["descriptor"] = RunDescriptor.from_dict(side.get("descriptor"), str(p))
+        except DescriptorError as e:
+            raise TFLiteRunnerError(str(e)) from None
+    elif fmt == _SIDECAR_FORMAT_1:
+        side["descriptor"] = _legacy_descriptor(side, str(p))
+    else:
+        raise TFLiteRunnerError(f"sidecar {p}: format {fmt!r} is not supported (this keras_pose "
+                                f"reads {SIDECAR_FORMAT!r} and {_SIDECAR_FORMAT_1!r})")
     if net is not None:
+        want = tuple(side.get("input", {}).get("shape", ()))
         if want != net.input_shape:
             raise TFLiteRunnerError(f"sidecar {p} does not match the model: sidecar input "
                                     f"{want}, model input {net.input_shape}")
@@ -182,18 +216,7 @@ def load_sidecar(path, net: NetRunner | None = None) -> dict:
         if int(side_c) != out_c:
             raise TFLiteRunnerError(f"sidecar {p} does not match the model: sidecar output "
                                     f"channels {side_c}, model {out_c}")
-    if codec.get("type") not in ("BodyPartsCodec", "HeatmapCodec"):
-        raise TFLiteRunnerError(f"sidecar {p}: unknown codec type {codec.get('type')!r}")
     return side
-
-
-def codec_from_sidecar(side: dict):
-    c = side["codec"]
-    if c["type"] == "BodyPartsCodec":
-        from keras_pose.codecs import BodyPartsCodec
-        return BodyPartsCodec.from_config(c["config"])
-    from keras_pose.codecs import HeatmapCodec  # noqa: written by the top-down helper
-    return HeatmapCodec.from_config(c["config"])
 
 
 class TFLiteRunner:
@@ -214,8 +237,9 @@ class TFLiteRunner:
         self.net = NetRunner(model_path, num_threads)
         self.sidecar_path = pathlib.Path(sidecar) if sidecar else model_path.with_name("model.json")
         self.meta = load_sidecar(self.sidecar_path, self.net)
-        self.task = self.meta.get("task", "bottom_up")
-        self.codec = codec_from_sidecar(self.meta)
+        self.descriptor = self.meta["descriptor"]
+        self.task = self.descriptor.task
+        self.codec = build_codec(self.descriptor)
         self.last_timing = {}
 
     @property

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Tuple
+from typing import ClassVar, Optional, Tuple
 
 from keras_pose.config import Config
 from keras_pose.skeleton import COCO
@@ -56,8 +56,20 @@ class IMHNConfig(Config):
     feature_width: int = 256
     dilated_stem: bool = True
 
+    task: ClassVar[str] = "bottom_up"
+
     def __post_init__(self):
         self.input_size = tuple(self.input_size)
+
+    @staticmethod
+    def head_name(stack: int, scale: int) -> str:
+        """Name of the output layer of stack ``stack`` at scale ``scale`` (0: finest)."""
+        return f"s{stack}_x{scale}"
+
+    @property
+    def inference_output(self) -> dict:
+        """The last stack's finest output, the one decoded (Simple Pose §5.2)."""
+        return {"layer": self.head_name(self.stacks - 1, 0), "activation": None}
 
     @property
     def num_scales(self) -> int:
@@ -79,7 +91,7 @@ class IMHNConfig(Config):
         return [(h // 4 // 2 ** j, w // 4 // 2 ** j) for j in range(self.num_scales)]
 
     def output_names(self):
-        return [f"s{t}_x{j}" for t in range(self.stacks) for j in range(self.num_scales)]
+        return [self.head_name(t, j) for t in range(self.stacks) for j in range(self.num_scales)]
 
     def validate(self) -> None:
         n = type(self).__name__
@@ -105,8 +117,15 @@ class _TopDownConfig(Config):
     num_keypoints: int = COCO.num_keypoints
     weights: Optional[str] = None
 
+    task: ClassVar[str] = "top_down"
+
     def __post_init__(self):
         self.input_size = tuple(self.input_size)
+
+    @property
+    def inference_output(self) -> dict:
+        """The ``heatmaps`` layer; subclasses trained on logits add their activation."""
+        return {"layer": "heatmaps", "activation": None}
 
     def validate(self) -> None:
         n = type(self).__name__
@@ -141,6 +160,11 @@ class FasterPoseConfig(_TopDownConfig):
     def output_size(self):
         h, w = self.input_size
         return (h // BACKBONE_STRIDE * self.upscale, w // BACKBONE_STRIDE * self.upscale)
+
+    @property
+    def inference_output(self) -> dict:
+        """Trained on logits (RCE, FasterPose §3.2): inference applies the sigmoid."""
+        return {"layer": "heatmaps", "activation": "sigmoid"}
 
     @property
     def prior_bias(self) -> float:

@@ -19,6 +19,7 @@ import keras
 from keras_pose.models import blocks
 from keras_pose.models.backbones import backbone_features
 from keras_pose.models.configs import FasterPoseConfig
+from keras_pose.models.heads import inference_model
 
 
 def build_fasterpose(config: FasterPoseConfig | None = None, K=keras, name: str = "fasterpose"):
@@ -46,7 +47,4 @@ def fasterpose_inference_model(model, batch_size: int | None = None):
     """(B, H, W, 3) -> (B, h, w, K) probabilities: the sigmoid of ``heatmaps``,
     output layer ``heatmaps_prob`` (float32). ``batch_size`` fixes the batch
     dimension (e.g. 1 for TFLite export)."""
-    src = model if batch_size is None else blocks.with_fixed_batch(model, batch_size)
-    logits = src.get_layer("heatmaps").output
-    prob = keras.layers.Activation("sigmoid", name="heatmaps_prob", dtype="float32")(logits)
-    return keras.Model(src.inputs[0], prob, name=f"{model.name}_inference")
+    return inference_model(model, FasterPoseConfig().inference_output, batch_size)

@@ -13,6 +13,7 @@ import os
 from typing import Optional, Tuple
 
 from keras_pose.config import Config
+from keras_pose.descriptor import RunDescriptor, describe
 from keras_pose.train import recipes
 
 TASKS = ("bottom_up", "top_down")
@@ -135,17 +136,25 @@ class TrainConfig(Config):
         defaults = recipe.defaults(self)
         return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        # Runs saved before the test-only NaN hook left the user's config still load.
-        d = {k: v for k, v in d.items() if k not in _RETIRED_FIELDS}
-        return super().from_dict(d)
 
     # ------------------------------------------------------------------
-    def save(self, path: str) -> None:
+    def save(self, path: str, descriptor: RunDescriptor | None = None) -> None:
+        """Write ``config.json``; the run's descriptor goes under ``"descriptor"``."""
+        d = self.to_dict()
+        if descriptor is not None:
+            d["descriptor"] = descriptor.to_dict()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
+            f.write(json.dumps(d, indent=2, sort_keys=True))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """From a ``config.json`` dict (its ``"descriptor"`` entry is not a field).
+
+        Runs saved before the test-only NaN hook left the user's config still load.
+        """
+        return super().from_dict({k: v for k, v in d.items()
+                                  if k != "descriptor" and k not in _RETIRED_FIELDS})
 
     @classmethod
     def load(cls, path: str) -> "TrainConfig":
@@ -154,6 +163,32 @@ class TrainConfig(Config):
                 return cls.from_dict(json.load(f))
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{path}: cannot read a training config ({e})") from None
+
+
+def read_descriptor(config, source: str = "config.json") -> RunDescriptor:
+    """The RunDescriptor of a run from its ``config.json`` (a path or the loaded dict).
+
+    Runs written before descriptors existed have none: it is derived here, and
+    only here, from their saved TrainConfig (the preset names the model, the
+    saved codec config the codec).
+    """
+    if not isinstance(config, dict):
+        source = str(config)
+        try:
+            with open(config, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{source}: cannot read a run config ({e})") from None
+    if "descriptor" in config:
+        return RunDescriptor.from_dict(config["descriptor"], source)
+    from keras_pose.models.presets import get_preset  # imports Keras (model registry)
+
+    cfg = TrainConfig.from_dict(config).resolved()
+    model_cfg = get_preset(cfg.preset)
+    if model_cfg.task != cfg.task:
+        raise ValueError(f"{source}: task {cfg.task!r} does not fit preset {cfg.preset!r} "
+                         f"({model_cfg.task})")
+    return describe(model_cfg, cfg.codec, preset=cfg.preset)
 
 
 def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 
-from keras_pose.train.config import TrainConfig
+from keras_pose.train.config import TrainConfig, read_descriptor
 
 log = logging.getLogger("keras_pose.train")
 
@@ -130,11 +130,12 @@ def setup(config: TrainConfig) -> Setup:
     chief = distribute.is_chief()
     os.makedirs(config.model_dir, exist_ok=True)
     model_cfg = presets.get_preset(config.preset)
-    task = tasks.get_task(config.task, model_cfg, config.codec)
-    # Save the full codec config: export, evaluation and the runners decode with it.
+    task = tasks.get_task(config.task, model_cfg, config.codec, preset=config.preset)
+    # The full codec config keeps a resumed run identical; the descriptor is what
+    # evaluation, export and keras_pose.load read.
     config = config.replace(codec=task.codec.get_config())
     if chief:
-        config.save(os.path.join(config.model_dir, "config.json"))
+        config.save(os.path.join(config.model_dir, "config.json"), descriptor=task.descriptor)
     paths = prepare_data(config, task.input_size)
     _check_paths(paths)
 
@@ -282,7 +283,8 @@ def _load_initial_weights(model, path: str) -> None:
     print(f"Initialised weights from {path}", flush=True)
 
 
-def products(config: TrainConfig, model, val_images: str | None, input_size) -> dict:
+def products(config: TrainConfig, model, val_images: str | None, input_size,
+             descriptor=None) -> dict:
     """Quickstart extras: int8 TFLite export (validated) and an annotated picture."""
     import cv2
 
@@ -300,7 +302,7 @@ def products(config: TrainConfig, model, val_images: str | None, input_size) -> 
 
         calib = export_lib.calibration_images(val_images, 32, tuple(input_size), seed=config.seed)
         side = export_lib.export_tflite(model, tflite_dir, quantize="int8", calibration=calib,
-                                        config=config.to_dict())
+                                        config=config.to_dict(), descriptor=descriptor)
         out["tflite_int8"] = {"path": os.path.join(tflite_dir, "model.tflite"),
                               "size_bytes": side.get("size_bytes"),
                               "validation": side.get("validation")}
@@ -345,7 +347,8 @@ def main(config: TrainConfig) -> dict:
         input_size = presets.get_preset(cfg.preset).input_size
         paths = prepare_data(cfg, input_size)
         if cfg.task == "bottom_up":
-            summary.update(products(cfg, model, paths.val_images, input_size))
+            descriptor = read_descriptor(os.path.join(config.model_dir, "config.json"))
+            summary.update(products(cfg, model, paths.val_images, input_size, descriptor))
         summary["total_seconds"] = round(time.monotonic() - t0, 1)
         with open(os.path.join(cfg.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2, default=str)

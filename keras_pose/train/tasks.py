@@ -8,7 +8,9 @@ free of losses and the loss free of data.
 from __future__ import annotations
 
 
+from keras_pose.descriptor import build_codec, describe
 from keras_pose.losses import DEFAULT_SCALE_WEIGHTS
+from keras_pose.models.heads import inference_model
 
 
 class BottomUpTask:
@@ -16,17 +18,8 @@ class BottomUpTask:
 
     name = "bottom_up"
 
-    def __init__(self, model_cfg, codec=None):
-        from keras_pose.codecs import BodyPartsCodec
-
-        self.model_cfg = model_cfg
-        self.input_size = tuple(model_cfg.input_size)
-        codec = dict(codec or {})
-        if "config" in codec:  # a saved BodyPartsCodec.get_config()
-            self.codec = BodyPartsCodec.from_config(codec)
-        else:
-            codec.setdefault("num_scales", model_cfg.num_scales)
-            self.codec = BodyPartsCodec(**codec)
+    def __init__(self, model_cfg, codec=None, preset=None):
+        _describe(self, model_cfg, codec, preset)
 
     def source(self, annotations, images_dir, main_min_area=None):
         from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
@@ -71,17 +64,8 @@ class TopDownTask:
 
     name = "top_down"
 
-    def __init__(self, model_cfg, codec=None):
-        from keras_pose.codecs import HeatmapCodec, HeatmapCodecConfig
-
-        self.model_cfg = model_cfg
-        self.input_size = tuple(model_cfg.input_size)
-        codec = dict(codec or {})
-        if "config" in codec:  # a saved HeatmapCodec.get_config()
-            self.codec = HeatmapCodec.from_config(codec)
-        else:
-            self.codec = HeatmapCodec(HeatmapCodecConfig(
-                input_size=self.input_size, heatmap_size=tuple(model_cfg.output_size)), **codec)
+    def __init__(self, model_cfg, codec=None, preset=None):
+        _describe(self, model_cfg, codec, preset)
 
     def source(self, annotations, images_dir, main_min_area=None):
         from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
@@ -100,11 +84,7 @@ class TopDownTask:
         return get_loss(name), None
 
     def inference_model(self, model):
-        from keras_pose.models.configs import FasterPoseConfig
-        from keras_pose.models.fasterpose import fasterpose_inference_model
-
-        return fasterpose_inference_model(model) if isinstance(self.model_cfg, FasterPoseConfig) \
-            else model
+        return inference_model(model, self.descriptor)
 
     def evaluator(self, annotations, images_dir, config, boxes="gt"):
         def evaluate(model, verbose=False):
@@ -121,23 +101,25 @@ class TopDownTask:
 
 
 def default_task(model_cfg) -> str:
-    """The task a preset's model is trained for: IMHN bottom-up, the others top-down."""
-    from keras_pose.models.configs import IMHNConfig
-
-    return "bottom_up" if isinstance(model_cfg, IMHNConfig) else "top_down"
+    """The task a preset's model is trained for (its config names it)."""
+    return model_cfg.task
 
 
-def get_task(name: str, model_cfg, codec=None):
+def _describe(task, model_cfg, codec, preset):
+    """The run descriptor (written once, here) and the codec built from it."""
+    task.model_cfg = model_cfg
+    task.input_size = tuple(model_cfg.input_size)
+    task.descriptor = describe(model_cfg, codec, preset=preset)
+    task.codec = build_codec(task.descriptor)
+
+
+def get_task(name: str, model_cfg, codec=None, preset=None):
     """The task adapter; ``codec``: codec field overrides or a saved codec config."""
-    from keras_pose.models.configs import IMHNConfig
-
-    if name == "bottom_up":
-        if not isinstance(model_cfg, IMHNConfig):
-            raise ValueError(f"task bottom_up needs an IMHN preset, got {type(model_cfg).__name__}")
-        return BottomUpTask(model_cfg, codec)
-    if name == "top_down":
-        if isinstance(model_cfg, IMHNConfig):
-            raise ValueError("task top_down needs a fasterpose_* or simple_baseline_* preset")
-        return TopDownTask(model_cfg, codec)
-    raise ValueError(f"unknown task {name!r}")
+    tasks = {"bottom_up": BottomUpTask, "top_down": TopDownTask}
+    if name not in tasks:
+        raise ValueError(f"unknown task {name!r}")
+    if model_cfg.task != name:
+        want = "an IMHN preset" if name == "bottom_up" else "a fasterpose_* or simple_baseline_* preset"
+        raise ValueError(f"task {name} needs {want}, got {type(model_cfg).__name__}")
+    return tasks[name](model_cfg, codec, preset)
 
