@@ -60,7 +60,7 @@ def make_dataset(sample_dir: pathlib.Path, out_dir: pathlib.Path, copies: int) -
 def loader_stages(loader: BottomUpLoader, n: int) -> dict:
     """Single-thread loop over the loader, timing each stage of a sample."""
     from keras_pose.data.transforms import apply_affine_to_sample, augment_params, hsv_tint, training_affine
-    from keras_pose.inference.preprocess import load_image
+    from keras_pose.io import load_image
     t = dict(read=0.0, masks=0.0, augment=0.0, encode=0.0, pyramid_pack=0.0)
     codec = loader.codec
     start = time.process_time()

@@ -83,7 +83,7 @@ def oracle_ap(source, codec, size, annotations) -> float:
     uses, encoded, decoded, mapped back and scored with pycocotools.
     """
     from keras_pose.evaluation import evaluate_keypoints, results_from_poses
-    from keras_pose.inference.preprocess import letterbox_to
+    from keras_pose.geometry import letterbox_to
     from keras_pose.structures import apply_affine, invert_affine
 
     found = {}

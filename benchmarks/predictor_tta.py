@@ -43,7 +43,8 @@ def main(argv=None) -> dict:
 
     import keras
 
-    from keras_pose.inference import PosePredictor, load_image
+    from keras_pose.inference import PosePredictor
+    from keras_pose.io import load_image
     from keras_pose.models.configs import IMHNConfig
     from keras_pose.models.imhn import build_imhn
 

@@ -8,19 +8,7 @@ import dataclasses
 
 import numpy as np
 
-
-def invert_affine(matrix) -> np.ndarray:
-    """Inverse of a (2, 3) affine map (x' = A x + b) as a (2, 3) array."""
-    m = np.asarray(matrix, np.float64).reshape(2, 3)
-    a_inv = np.linalg.inv(m[:, :2])
-    return np.concatenate([a_inv, -a_inv @ m[:, 2:]], axis=1)
-
-
-def apply_affine(points, matrix) -> np.ndarray:
-    """Apply a (2, 3) affine map to (..., 2) points; returns float64 (..., 2)."""
-    m = np.asarray(matrix, np.float64).reshape(2, 3)
-    p = np.asarray(points, np.float64)
-    return p @ m[:, :2].T + m[:, 2]
+from keras_pose.geometry import apply_affine, invert_affine
 
 
 @dataclasses.dataclass

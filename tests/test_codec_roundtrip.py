@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from keras_pose.codecs import BodyPartsCodec
-from keras_pose.inference.preprocess import letterbox_geometry
+from keras_pose.geometry import letterbox_geometry
 from keras_pose.structures import apply_affine, invert_affine
 
 CODEC = BodyPartsCodec()

@@ -253,7 +253,8 @@ def test_sharding_with_input_context(tf, source, codec):
 
 def test_eval_dataset(tf, source):
     from keras_pose.data.pipeline import bottom_up_eval_dataset
-    from keras_pose.inference.preprocess import letterbox_to, load_image
+    from keras_pose.geometry import letterbox_to
+    from keras_pose.io import load_image
     ds = bottom_up_eval_dataset(source, (192, 256), batch_size=3)
     batches = list(ds)
     assert [b[0].shape[0] for b in batches] == [3, 1]

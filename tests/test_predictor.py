@@ -12,7 +12,8 @@ tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from keras_pose.codecs import BodyPartsCodec  # noqa: E402
-from keras_pose.inference import ImageReadError, PosePredictor  # noqa: E402
+from keras_pose.inference import PosePredictor  # noqa: E402
+from keras_pose.io import ImageReadError  # noqa: E402
 from keras_pose.skeleton import COCO  # noqa: E402
 from keras_pose.structures import Poses  # noqa: E402
 
@@ -185,7 +186,7 @@ def test_oracle_maps_decode_to_gt_ap(coco_sample_dir):
     import json
     from keras_pose.evaluation import evaluate_keypoints, results_from_poses
     from keras_pose.inference.predictor import decode_to_original
-    from keras_pose.inference.preprocess import letterbox_geometry
+    from keras_pose.geometry import letterbox_geometry
     from keras_pose.structures import apply_affine
 
     gt_path = coco_sample_dir / "test_coco.json"
@@ -210,7 +211,7 @@ def test_tiny_imhn_training_model(coco_sample_dir):
     imhn = pytest.importorskip("keras_pose.models.imhn")
     configs = pytest.importorskip("keras_pose.models.configs")
     pytest.importorskip("keras_pose.codecs._bp_decode")
-    from keras_pose.inference.preprocess import load_image
+    from keras_pose.io import load_image
 
     cfg = configs.IMHNConfig(stacks=2, width=16, growth=8, order=2, input_size=(64, 64),
                              feature_width=16, se_reduction=4)

@@ -6,9 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_pose.inference.preprocess import (
-    ImageReadError, letterbox, letterbox_to, load_image, resize_affine,
-)
+from keras_pose.geometry import letterbox, letterbox_to, resize_affine
+from keras_pose.io import ImageReadError, load_image
 from keras_pose.structures import apply_affine, invert_affine
 
 
@@ -127,7 +126,7 @@ def test_load_real_sample(coco_sample_dir):
 
 
 def test_preprocess_imports_without_tensorflow():
-    code = ("import sys; import keras_pose.inference as i; from keras_pose.inference import letterbox, "
-            "load_image; import keras_pose.inference.preprocess; "
+    code = ("import sys; import keras_pose.inference; from keras_pose.geometry import letterbox; "
+            "from keras_pose.io import load_image; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -11,7 +11,8 @@ import _tiny_pose_model as tiny
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUNTIME_MODULES = ["keras_pose", "keras_pose.codecs", "keras_pose.structures",
                    "keras_pose.inference.tflite_runner", "keras_pose.visualize",
-                   "keras_pose.tracking", "keras_pose.inference.preprocess"]
+                   "keras_pose.tracking", "keras_pose.geometry", "keras_pose.io",
+                   "keras_pose.descriptor"]
 
 
 def test_runtime_modules_import_without_tensorflow():

@@ -28,7 +28,7 @@ def test_predict_maps_back_to_original_pixels(exported):
     """
     import cv2
     from keras_pose.codecs import BodyPartsCodec
-    from keras_pose.inference.preprocess import letterbox_to
+    from keras_pose.geometry import letterbox_to
     from keras_pose.inference.tflite_runner import TFLiteRunner
     from keras_pose.structures import invert_affine
     runner = TFLiteRunner(exported["fp32"])

@@ -146,7 +146,7 @@ def test_oks_nms_and_rescoring():
 
 def test_predictor_maps_back_to_image_pixels(sample):
     """One image, GT boxes plus bad ones: poses land on the GT keypoints in image pixels."""
-    from keras_pose.inference.preprocess import load_image
+    from keras_pose.io import load_image
 
     ann, img_dir, gt = sample
     codec = HeatmapCodec()

@@ -27,7 +27,8 @@ import numpy as np
 
 from keras_pose.data.transforms import (AugmentConfig, AugmentParams, apply_affine_to_sample,
                                         augment_params, hsv_tint, training_affine)
-from keras_pose.inference.preprocess import ImageReadError, load_image, letterbox_to
+from keras_pose.geometry import letterbox_to
+from keras_pose.io import ImageReadError, load_image
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def bottom_up_eval_dataset(source, input_size, batch_size: int = 1, num_parallel
     Yields ``(images (B, H, W, 3) float32 RGB 0..255, matrices (B, 2, 3) float32,
     image_ids (B,) int64)``; the matrix maps original pixels to input pixels, so
     ``poses.transform(invert_affine(M))`` brings predictions back. Pixels are
-    exactly those of the inference path (``inference.preprocess.letterbox_to``:
+    exactly those of the inference path (``geometry.letterbox_to``:
     aspect kept, padded bottom/right); the last batch may be smaller.
     Unreadable images are skipped with a warning.
     """

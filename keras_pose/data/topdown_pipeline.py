@@ -25,7 +25,7 @@ import numpy as np
 from keras_pose.codecs.heatmap import HeatmapCodec
 from keras_pose.data.crops import CropAugmentConfig, box_problem, topdown_crop
 from keras_pose.data.pipeline import _index_dataset  # the same (epoch, index) stream
-from keras_pose.inference.preprocess import ImageReadError, load_image
+from keras_pose.io import ImageReadError, load_image
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def evaluate_bottom_up(model, codec, annotations, images_dir, input_height=None,
     from tqdm import tqdm
 
     from keras_pose.inference.predictor import PosePredictor
-    from keras_pose.inference.preprocess import ImageReadError, load_image
+    from keras_pose.io import ImageReadError, load_image
 
     gt = load_coco_gt(annotations)
     ids = sorted(gt.getImgIds())

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from keras_pose.codecs.heatmap import HeatmapCodec
-from keras_pose.data.crops import box_problem
+from keras_pose.geometry import box_problem
 from keras_pose.evaluation.coco_eval import evaluate_keypoints, load_coco_gt, write_results
 from keras_pose.inference.topdown_predictor import (KEYPOINT_SCORE_THRESHOLD, iter_crops,
                                                     predict_crops, rescore)
@@ -134,7 +134,7 @@ def collect_crops(gt, images_dir, boxes_by_image, codec: HeatmapCodec, progress:
     An unreadable image is skipped with a warning and counted in
     ``counts["bad_image"]`` (its boxes then yield no poses).
     """
-    from keras_pose.inference.preprocess import ImageReadError, load_image
+    from keras_pose.io import ImageReadError, load_image
 
     ids = [i for i in sorted(boxes_by_image) if boxes_by_image[i]]
     if progress:

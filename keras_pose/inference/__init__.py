@@ -9,12 +9,6 @@ _LAZY = {
     "PosePredictor": "keras_pose.inference.predictor",
     "TFLiteRunner": "keras_pose.inference.tflite_runner",
     "TopDownPredictor": "keras_pose.inference.topdown_predictor",
-    "ImageReadError": "keras_pose.inference.preprocess",
-    "load_image": "keras_pose.inference.preprocess",
-    "letterbox": "keras_pose.inference.preprocess",
-    "letterbox_to": "keras_pose.inference.preprocess",
-    "letterbox_geometry": "keras_pose.inference.preprocess",
-    "resize_affine": "keras_pose.inference.preprocess",
 }
 
 __all__ = sorted(_LAZY)

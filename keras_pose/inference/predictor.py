@@ -18,9 +18,8 @@ import cv2
 import numpy as np
 
 from keras_pose.codecs import BodyPartsCodec
-from keras_pose.inference.preprocess import (
-    letterbox, letterbox_geometry, letterbox_to, load_image, resize_affine,
-)
+from keras_pose.geometry import letterbox, letterbox_geometry, letterbox_to, resize_affine
+from keras_pose.io import load_image
 from keras_pose.structures import Poses, invert_affine
 
 __all__ = ["PosePredictor", "decode_to_original"]

@@ -31,7 +31,7 @@ class TFLiteRunnerError(ValueError):
 # ----------------------------------------------------------------- image input
 def read_image(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a file; one clear error when it cannot be read."""
-    from keras_pose.inference.preprocess import load_image  # BGR -> RGB at read time
+    from keras_pose.io import load_image# BGR -> RGB at read time
     try:
         return load_image(pathlib.Path(path))
     except (ValueError, OSError) as e:
@@ -45,7 +45,7 @@ def letterbox(image, input_hw):
     model-input pixels. Delegates to ``keras_pose.inference.preprocess.letterbox_to`` so the
     Keras predictor and this runner see identical inputs.
     """
-    from keras_pose.inference.preprocess import letterbox_to
+    from keras_pose.geometry import letterbox_to
     hw = tuple(int(v) for v in input_hw)
     x, m = letterbox_to(image, hw)
     return np.asarray(x, np.float32), np.asarray(m, np.float64)
@@ -59,7 +59,7 @@ def _check_image(image):
 
 
 def _as_rgb(array):
-    from keras_pose.inference.preprocess import load_image
+    from keras_pose.io import load_image
     try:
         return load_image(np.asarray(array))
     except ValueError as e:
@@ -275,7 +275,7 @@ class TFLiteRunner:
 
         The person score is the mean of the keypoint scores (maxima of the maps).
         """
-        from keras_pose.data import crops
+        from keras_pose import geometry as crops
         if boxes is None:
             raise TFLiteRunnerError("a top-down model needs person boxes: predict(image, boxes)")
         boxes = np.asarray(boxes, np.float64)

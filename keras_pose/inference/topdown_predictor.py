@@ -3,7 +3,7 @@
 Shapes: P boxes, K keypoints, crops (P, H, W, 3) float32 RGB 0..255, heatmaps
 (P, h, w, K).
 
-Pipeline (``docs/method_top_down.md`` §5): box -> UDP crop (``data.crops``) -> model ->
+Pipeline (``docs/method_top_down.md`` §5): box -> UDP crop (``geometry``) -> model ->
 optional flip test (mirrored crops, ``HeatmapCodec.fuse_flip``) ->
 ``HeatmapCodec.decode`` (DARK) -> inverse crop affine -> rescoring
 (box score x mean keypoint confidence above 0.2) -> optional OKS-NMS.
@@ -21,8 +21,9 @@ from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 
 from keras_pose.codecs.heatmap import HeatmapCodec
-from keras_pose.data.crops import box_problem, box_to_center_scale, crop_affine, mirror_affine, warp_crop
-from keras_pose.structures import Poses, apply_affine, invert_affine
+from keras_pose.geometry import (apply_affine, box_problem, box_to_center_scale, crop_affine,
+                                 invert_affine, mirror_affine, warp_crop)
+from keras_pose.structures import Poses
 
 KEYPOINT_SCORE_THRESHOLD = 0.2   # SimpleBaseline's in_vis_thre (§5.3)
 

@@ -308,7 +308,7 @@ def products(config: TrainConfig, model, val_images: str | None, input_size,
                               "validation": side.get("validation")}
         runner = TFLiteRunner(os.path.join(tflite_dir, "model.tflite"))
     if config.demo_image:
-        from keras_pose.inference.preprocess import load_image
+        from keras_pose.io import load_image
         from keras_pose.visualize import draw_poses
 
         image = load_image(os.path.join(val_images, files[0]))
