@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_pose.codecs import _grouping, _peaks
+from keras_pose.codecs import _assembly, _grouping, _peaks
 from keras_pose.structures import Poses
 
 
@@ -112,8 +112,11 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
     if types.size == 0:
         return Poses.empty(spec.num_keypoints)
     sampler = _peaks.CubicSampler(maps, stride)
-    conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)
-    persons = _grouping.assemble(conns, special, scores, spec, cfg)
+    if cfg.grouping == "paper":
+        conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)
+        persons = _grouping.assemble(conns, special, scores, spec, cfg)
+    else:
+        persons = _assembly.assemble_global(sampler, types, xy, scores, spec, cfg, image_height)
     if not persons:
         return Poses.empty(spec.num_keypoints)
     ids = np.asarray([p[0] for p in persons], np.int64)            # (P, J)

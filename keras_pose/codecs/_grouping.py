@@ -175,8 +175,8 @@ def _stages(smax: int) -> tuple:
     return first, second, rest
 
 
-def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tuple:
-    """Accepted connections of every limb (§5.4).
+def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tuple:
+    """Every candidate pair that passes the limb test, all limbs at once (§5.4).
 
     Args:
         sampler: CubicSampler over the maps (limb k is channel spec.limb_start + k).
@@ -185,19 +185,19 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
         image_height: H_img of the length prior min(0.5 H_img / L - 1, 0).
 
     Returns:
-        (connections, special): connections is a list over limbs of (M_k, 4)
-        float64 arrays (id_a, id_b, S, L) in acceptance order; special[k] is
-        True where a candidate set was empty (the limb is skipped in grouping).
+        (limb, ia, ib, score, length, key, special): (Q,) arrays of the passing
+        pairs, limb-major then i-major (the authors' order); key = 0.5 S +
+        0.25 score_a + 0.25 score_b; special (L,) bool: a candidate set was empty.
     """
     num_limbs = len(spec.limb_from)
     limb, ia, ib, special, counts = _pairs(types, spec.num_internal, spec.limb_from, spec.limb_to)
-    conns = [np.zeros((0, 4))] * num_limbs
     d = xy[ib] - xy[ia]
     length = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
     keep = length > cfg.min_limb_length   # 0: the authors' "skip L == 0"
     limb, ia, ib, length = limb[keep], ia[keep], ib[keep], length[keep]
+    empty = np.zeros(0, np.int64), np.zeros(0)
     if limb.size == 0:
-        return conns, special
+        return empty[0], empty[0], empty[0], empty[1], empty[1], empty[1], special
     n = np.minimum(np.rint(length + 1), cfg.max_limb_samples).astype(np.int64)
     # Smallest passing count c >= ratio*n, evaluated in float like the authors.
     allowed = n - np.ceil(cfg.connect_ratio * n).astype(np.int64)
@@ -218,23 +218,44 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
         total[alive] += t
         alive = alive[fails[alive] <= allowed[alive]]
         if alive.size == 0:
-            return conns, special
+            return empty[0], empty[0], empty[0], empty[1], empty[1], empty[1], special
     q = alive
     score = total[q] / n[q] + np.minimum(0.5 * image_height / length[q] - 1.0, 0.0)
     good = score > 0
     q, score = q[good], score[good]
     key = 0.5 * score + 0.25 * scores[ia[q]] + 0.25 * scores[ib[q]]
-    # Greedy one-to-one choice by key, per limb (stable, like Python's sorted).
-    # q runs in limb order already: sort each limb's segment (cheaper than lexsort).
-    bounds = np.searchsorted(limb[q], np.arange(num_limbs + 1)).tolist()
+    return limb[q], ia[q], ib[q], score, length[q], key, special
+
+
+def match_per_limb(limb, ia, ib, key, num_limbs: int, num_candidates: int) -> np.ndarray:
+    """Greedy one-to-one choice by key within each limb (§5.4): accepted row indices,
+    limb-major, by descending key within a limb (stable, like Python's sorted)."""
+    # The rows run in limb order already: sort each limb's segment (cheaper than lexsort).
+    bounds = np.searchsorted(limb, np.arange(num_limbs + 1)).tolist()
     order = np.concatenate([lo + np.argsort(-key[lo:hi], kind="stable")
                             for lo, hi in zip(bounds[:-1], bounds[1:])])
-    q, score = q[order], score[order]
-    rows = _greedy_matching(limb[q] * len(types) + ia[q], limb[q] * len(types) + ib[q],
-                            num_keys=num_limbs * len(types))
-    qr = q[rows]
-    table = np.stack([ia[qr], ib[qr], score[rows], length[qr]], axis=1)
-    bounds = np.searchsorted(limb[qr], np.arange(num_limbs + 1)).tolist()
+    rows = _greedy_matching(limb[order] * num_candidates + ia[order],
+                            limb[order] * num_candidates + ib[order],
+                            num_keys=num_limbs * num_candidates)
+    return order[rows]
+
+
+def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tuple:
+    """Accepted connections of every limb (§5.4), for the authors' assembly.
+
+    Returns:
+        (connections, special): connections is a list over limbs of (M_k, 4)
+        float64 arrays (id_a, id_b, S, L) in acceptance order; special[k] is
+        True where a candidate set was empty (the limb is skipped in grouping).
+    """
+    num_limbs = len(spec.limb_from)
+    limb, ia, ib, score, length, key, special = limb_pairs(sampler, types, xy, scores, spec, cfg,
+                                                           image_height)
+    if limb.size == 0:
+        return [np.zeros((0, 4))] * num_limbs, special
+    rows = match_per_limb(limb, ia, ib, key, num_limbs, len(types))
+    table = np.stack([ia[rows], ib[rows], score[rows], length[rows]], axis=1)
+    bounds = np.searchsorted(limb[rows], np.arange(num_limbs + 1)).tolist()
     conns = [table[bounds[k]:bounds[k + 1]] for k in range(num_limbs)]
     return conns, special
 

@@ -20,6 +20,9 @@ from keras_pose.skeleton import COCO, KeypointSpec
 from keras_pose.structures import Poses
 
 
+GROUPINGS = ("paper", "global")
+
+
 @dataclasses.dataclass
 class BodyPartsCodecConfig(Config):
     """Codec numbers; defaults are the authors' (``docs/method_bottom_up.md``)."""
@@ -46,6 +49,10 @@ class BodyPartsCodecConfig(Config):
     min_parts: int = 2                 # persons with fewer parts are dropped
     min_mean_score: float = 0.45       # persons with total/parts below are dropped
     max_candidates: int = 48           # cap on peaks per keypoint type (bounds pairing)
+    # Person assembly (docs/grouping.md): "paper" = the authors' sequential greedy
+    # (§5.5, quirks kept); "global" = keras_pose's: one assembly over all limbs by score, with the
+    # redundant body parts as evidence and merging of split fragments.
+    grouping: str = "paper"
 
     def validate(self) -> None:
         if self.stride < 1:
@@ -60,6 +67,8 @@ class BodyPartsCodecConfig(Config):
             raise ValueError(f"num_scales must be >= 1, got {self.num_scales}")
         if self.min_limb_length < 0:
             raise ValueError(f"min_limb_length must be >= 0, got {self.min_limb_length}")
+        if self.grouping not in GROUPINGS:
+            raise ValueError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
         if self.max_candidates < 1:
             raise ValueError(f"max_candidates must be >= 1, got {self.max_candidates}")
 
