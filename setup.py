@@ -12,6 +12,8 @@ setup(
     description="Multi-person pose estimation (Simple Pose, FasterPose) for Keras 3 and TFLite",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    classifiers=["License :: OSI Approved :: Apache Software License"],
     packages=find_packages(include=["keras_pose", "keras_pose.*"]),
     python_requires=">=3.10,<3.13",
     install_requires=[

@@ -21,7 +21,11 @@ import argparse
 import json
 import os
 import platform
-import time
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from benchmarks._harness import load_litert, summary, time_rounds  # noqa: E402
 
 
 def cpu_flags() -> list:
@@ -48,7 +52,6 @@ def main() -> None:
     import keras
     import numpy as np
     import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
 
     s, c = args.size, args.channels
     inp = keras.Input((s, s, c))
@@ -59,7 +62,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     samples = [rng.uniform(0, 1, (1, s, s, c)).astype("float32") for _ in range(8)]
 
-    interpreters = {}
+    interpreters, kernels = {}, {}
     for mode in ("fp32", "int8"):
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -67,25 +70,19 @@ def main() -> None:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = lambda: ([v] for v in samples)
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        it = Interpreter(model_content=conv.convert(), num_threads=args.num_threads)
-        it.allocate_tensors()
+        it, kernels[mode] = load_litert(conv.convert(), num_threads=args.num_threads)
         d = it.get_input_details()[0]
         it.set_tensor(d["index"], samples[0].astype(d["dtype"]))
-        for _ in range(3):
-            it.invoke()
         interpreters[mode] = it
 
-    times = {m: [] for m in interpreters}
-    for _ in range(args.runs):
-        for mode, it in interpreters.items():
-            t0 = time.perf_counter()
-            it.invoke()
-            times[mode].append(time.perf_counter() - t0)
-    ms = {m: round(float(np.median(v)) * 1e3, 2) for m, v in times.items()}
+    # The two interpreters alternate run by run, after 3 warm-up invokes each.
+    times = time_rounds({m: it.invoke for m, it in interpreters.items()}, args.runs, warmup=3)
+    ms = {m: round(summary(v)["median_ms"], 2) for m, v in times.items()}
     macs = args.layers * s * s * c * c * 9
     print(json.dumps({
         "machine": {"processor": platform.processor() or platform.machine(),
-                    "cpu_flags": cpu_flags(), "num_threads": args.num_threads},
+                    "cpu_flags": cpu_flags(), "num_threads": args.num_threads,
+                    "kernels": kernels},
         "model": {"layers": args.layers, "size": s, "channels": c, "gmacs": round(macs / 1e9, 3)},
         "median_ms": ms,
         "fp32_over_int8": round(ms["fp32"] / ms["int8"], 2),

@@ -30,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks._harness import oracle_results  # noqa: E402
+
 DEFAULT_SAMPLE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               os.pardir, "shared", "data", "coco_sample")
 
@@ -84,16 +86,12 @@ def oracle_ap(source, codec, size, annotations) -> float:
     """
     from keras_pose.evaluation import evaluate_keypoints, results_from_poses
     from keras_pose.geometry import letterbox_to
-    from keras_pose.structures import apply_affine, invert_affine
 
-    found = {}
+    items = []
     for s in one_per_image(source.samples(size[0])):
         _, m = letterbox_to(np.zeros((s.height, s.width, 3), np.uint8), size)
-        kps = np.asarray(s.keypoints, np.float64).copy()
-        kps[..., :2] = apply_affine(kps[..., :2], m)
-        kps[kps[..., 2] == 0] = 0.0
-        poses = codec.decode(codec.encode(kps, size)["heatmaps"], image_height=float(size[0]))
-        found[s.image_id] = poses.transform(invert_affine(m))
+        items.append((s.image_id, s.keypoints, m))
+    found = oracle_results(items, codec, size)
     return float(evaluate_keypoints(results_from_poses(found), annotations)["AP"])
 
 

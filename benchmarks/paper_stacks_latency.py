@@ -25,6 +25,8 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._harness import feed_random, load_litert, time_rounds  # noqa: E402
+
 
 def _randomise(model, seed=0):
     """He-like conv/dense weights and plausible BatchNorm statistics (int8 needs real ranges)."""
@@ -89,23 +91,18 @@ def convert_all(sizes, stacks, modes, out_dir, calibration_images, log):
 
 
 def time_all(out_dir, runs, num_threads, log):
-    from keras_pose.inference.tflite_runner import make_interpreter
-
     models = []
     for path in sorted(out_dir.glob("k*_*.tflite")):
         meta = json.loads(path.with_suffix(".json").read_text())
-        interp = make_interpreter(str(path), num_threads=num_threads)
-        d = interp.get_input_details()[0]
-        x = np.random.default_rng(0).integers(0, 256, d["shape"]).astype(d["dtype"])
-        interp.set_tensor(d["index"], x)
-        interp.invoke()  # warm-up (XNNPACK packs weights on the first run)
+        interp, _ = load_litert(str(path), num_threads=num_threads)
+        feed_random(interp)
         models.append((meta, interp, []))
         log(f"loaded {path.name}")
+    calls = {i: interp.invoke for i, (_, interp, _) in enumerate(models)}
     for r in range(runs):
-        for meta, interp, times in models:
-            t = time.perf_counter()
-            interp.invoke()
-            times.append((time.perf_counter() - t) * 1e3)
+        # One warm-up invoke each before the first round (XNNPACK packs weights then).
+        for i, ms in time_rounds(calls, runs=1, warmup=1 if r == 0 else 0).items():
+            models[i][2].extend(ms)
         log(f"round {r + 1}/{runs} done")
     return [{**meta, "median_ms": round(float(np.median(ts)), 1),
              "min_ms": round(float(np.min(ts)), 1), "runs": len(ts)} for meta, _, ts in models]

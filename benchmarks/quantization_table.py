@@ -18,6 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from benchmarks._harness import time_rounds  # noqa: E402
+
 MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 
 
@@ -32,16 +34,18 @@ def evaluate_modes(paths: dict, val_images, ann_path, num_threads=2, repeats=1) 
     runners = {m: TFLiteRunner(p, num_threads=num_threads) for m, p in paths.items()}
     times = {m: {"preprocess": [], "network": [], "decode": []} for m in paths}
     results = {m: [] for m in paths}
+
+    def collect(m, _):
+        for k, v in runners[m].last_timing.items():
+            times[m][k].append(v * 1e3)
+
     for image_id, path in val_images:
         img = read_image(path)
         for m, r in runners.items():
             # The untimed first pass gives the AP results and warms the interpreter up.
             results[m] += r.predict(img).to_coco(image_id)
-        for _ in range(repeats):
-            for m, r in runners.items():
-                r.predict(img)
-                for k, v in r.last_timing.items():
-                    times[m][k].append(v * 1e3)
+        time_rounds({m: (lambda r=r: r.predict(img)) for m, r in runners.items()},
+                    runs=repeats, warmup=0, on_call=collect)
     ids = [i for i, _ in val_images]
     out = {}
     for m in paths:

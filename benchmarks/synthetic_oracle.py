@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np  # noqa: E402
 
+from benchmarks._harness import oracle_results  # noqa: E402
 from keras_pose.codecs import BodyPartsCodec  # noqa: E402
 from keras_pose.data import synthetic  # noqa: E402
 from keras_pose.evaluation import evaluate_keypoints, results_from_poses  # noqa: E402
@@ -49,11 +50,9 @@ def main():
             codec = BodyPartsCodec(sigma=sigma, limb_sigma=sigma * 7.0 / 9.0,
                                    limb_margin=max(sigma * 4.0 / 9.0, 1.0))
             t0 = time.perf_counter()
-            found = {}
-            for image_id, kps in by_image.items():
-                kps = np.asarray(kps, np.float64).reshape(-1, 17, 3)
-                maps = codec.encode(kps, size)["heatmaps"]
-                found[image_id] = codec.decode(maps, image_height=float(size[0]))
+            items = ((image_id, np.asarray(kps, np.float64).reshape(-1, 17, 3), None)
+                     for image_id, kps in by_image.items())
+            found = oracle_results(items, codec, size)
             stats = evaluate_keypoints(results_from_poses(found), paths["val_annotations"])
             out["results"].append({"sigma": sigma, "AP": round(stats["AP"], 4),
                                    "AP50": round(stats["AP50"], 4), "AR": round(stats["AR"], 4),

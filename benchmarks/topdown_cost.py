@@ -23,6 +23,10 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from benchmarks._harness import feed_random, load_litert, summary, time_rounds  # noqa: E402
+
 INPUT = (256, 192)
 
 
@@ -45,47 +49,18 @@ def build_pair(backbone: str):
             ("simple_baseline", sb, blocks.with_fixed_batch(sb, 1))]
 
 
-def make_interpreter(content: bytes):
-    """ai_edge_litert interpreter with XNNPACK; without default delegates if XNNPACK
-    refuses the model (zero-scale int8 tensors of an untrained net, docs/tf_stack_notes.md §3)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    try:
-        it = Interpreter(model_content=content, num_threads=2)
-        it.allocate_tensors()
-        return it, "xnnpack"
-    except RuntimeError as e:
-        _log(f"  XNNPACK refused the model ({str(e).splitlines()[0]}); using builtin kernels")
-        it = Interpreter(model_content=content, num_threads=2,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it.allocate_tensors()
-        return it, "builtin_without_default_delegates"
-
-
-def _feed(it, rng):
-    d = it.get_input_details()[0]
-    x = rng.uniform(0, 255, d["shape"]).astype(np.float32)
-    if d["dtype"] != np.float32:
-        x = np.clip(np.round(x), 0, 255).astype(d["dtype"])
-    it.set_tensor(d["index"], x)
-
-
 def time_side_by_side(interpreters: dict, runs: int, warmup: int = 5) -> dict:
     """{name: (median ms, 10th-percentile ms)}: every round invokes each interpreter
     once, in turn. On a loaded machine the 10th percentile is the better estimate
     of uncontended latency; the median is what the task asks for."""
-    rng = np.random.default_rng(0)
     for it in interpreters.values():
-        _feed(it, rng)
-        for _ in range(warmup):
-            it.invoke()
-    times = {k: [] for k in interpreters}
-    for _ in range(runs):
-        for k, it in interpreters.items():
-            t0 = time.perf_counter()
-            it.invoke()
-            times[k].append((time.perf_counter() - t0) * 1e3)
-    return {k: (round(float(np.median(v)), 2), round(float(np.percentile(v, 10)), 2))
-            for k, v in times.items()}
+        feed_random(it)
+    times = time_rounds({k: it.invoke for k, it in interpreters.items()}, runs, warmup)
+    out = {}
+    for k, v in times.items():
+        s = summary(v)
+        out[k] = (round(s["median_ms"], 2), round(s["p10_ms"], 2))
+    return out
 
 
 def main(argv=None):
@@ -128,7 +103,9 @@ def main(argv=None):
                         os.makedirs(args.tflite_dir, exist_ok=True)
                         with open(cached, "wb") as f:
                             f.write(content)
-                it, kernels = make_interpreter(content)
+                # XNNPACK may refuse an untrained net's int8 model (zero-scale tensors,
+                # docs/tf_stack_notes.md §3); the loader then uses the builtin kernels.
+                it, kernels = load_litert(content, num_threads=2)
                 interp[(q, name)] = it
                 entry[f"tflite_{q}_mib"] = round(len(content) / 2 ** 20, 2)
                 entry[f"tflite_{q}_kernels"] = kernels

@@ -10,29 +10,31 @@ import json
 import os
 import pathlib
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
+from benchmarks._harness import summary, time_rounds  # noqa: E402
+
 
 def benchmark(runner, image, runs=50, warmup=5) -> dict:
     """Time ``runner.predict(image)`` ``runs`` times after ``warmup`` calls; ms per stage."""
-    for _ in range(warmup):
-        runner.predict(image)
-    stages = {"preprocess": [], "network": [], "decode": [], "total": []}
-    persons = 0
-    for _ in range(runs):
-        t = time.perf_counter()
-        persons = len(runner.predict(image))
-        total = time.perf_counter() - t
+    stages = {"preprocess": [], "network": [], "decode": []}
+    last = {}
+
+    def collect(_, poses):
+        last["persons"] = len(poses)
         for k, v in runner.last_timing.items():
             stages[k].append(v * 1e3)
-        stages["total"].append(total * 1e3)
-    out = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90))}
-           for k, v in stages.items()}
-    out["persons_last_run"] = persons
+
+    stages["total"] = time_rounds({"total": lambda: runner.predict(image)}, runs, warmup,
+                                  on_call=collect)["total"]
+    out = {}
+    for k, v in stages.items():
+        s = summary(v, percentiles=(90,))
+        out[k] = {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"]}
+    out["persons_last_run"] = last.get("persons", 0)
     return out
 
 
