@@ -46,6 +46,10 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--num_threads", type=int, default=2)
     a = ap.parse_args(argv)
+    for flag, value, least in (("--runs", a.runs, 1), ("--warmup", a.warmup, 0),
+                               ("--num_threads", a.num_threads, 1)):
+        if value < least:
+            sys.exit(f"benchmark_tflite: {flag} {value}: must be >= {least}")
     from keras_pose.inference.tflite_runner import TFLiteRunner, TFLiteRunnerError, read_image
     try:
         runner = TFLiteRunner(a.model, num_threads=a.num_threads)

@@ -29,12 +29,21 @@ flags.mark_flags_as_required(["checkpoint", "model_dir"])
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        sys.exit(f"convert_checkpoint: unexpected arguments {' '.join(argv[1:])} "
+                 "(flags are --name=value)")
+    from keras_pose import checks
+
+    try:  # what needs no TensorFlow first (it costs seconds to import)
+        if F.input_size < 64 or F.input_size % 64:
+            raise ValueError(f"--input_size {F.input_size} must be a positive multiple of 64")
+        checks.check_input_file(F.checkpoint, "--checkpoint")
+        checks.check_positive(F.keep_stacks, "--keep_stacks")
+        checks.check_output_dir(F.model_dir, "--model_dir")
+    except ValueError as e:
+        sys.exit(f"convert_checkpoint: {e}")
     from keras_pose.export import ibp_checkpoint as ibp
 
     try:
-        if F.input_size < 64 or F.input_size % 64:
-            raise ValueError(f"--input_size {F.input_size} must be a positive multiple of 64")
         model, cfg = ibp.convert_checkpoint(F.checkpoint, (F.input_size, F.input_size),
                                             F.keep_stacks)
         info = ibp.save_model_dir(model, cfg, F.model_dir, F.checkpoint, F.keep_stacks)

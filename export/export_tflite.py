@@ -10,9 +10,12 @@
 Thin absl wrapper over ``keras_pose.export.tflite``.
 """
 import json
+import os
 import sys
 
-from absl import app, flags
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "a .keras model file")
@@ -33,8 +36,45 @@ flags.DEFINE_string("output", None, "output dir for model.tflite and model.json"
 flags.mark_flag_as_required("output")
 
 
+def check_flags() -> None:
+    """What can be checked without TensorFlow (it costs seconds to import): fail fast."""
+    from keras_pose import checks
+
+    checks.check_model_source(FLAGS.model, FLAGS.model_dir, need=("model.keras", "config.json"))
+    if FLAGS.model and not os.path.isfile(os.path.join(os.path.dirname(FLAGS.model),
+                                                       "config.json")):
+        raise ValueError(f"--model {FLAGS.model}: no config.json beside it; export reads the "
+                         "run's descriptor from there (give --model_dir of a training run)")
+    checks.check_output_dir(FLAGS.output)
+    for flag in ("calibration_images", "keep_stacks", "qat_epochs", "qat_steps"):
+        checks.check_positive(FLAGS[flag].value, f"--{flag}")
+    if FLAGS.input_size is not None:
+        try:
+            hw = [int(v) for v in FLAGS.input_size]
+        except ValueError:
+            hw = []
+        if len(hw) != 2 or min(hw) < 1:
+            raise ValueError(f"--input_size {','.join(FLAGS.input_size)}: expected H,W "
+                             "(two positive integers)")
+    source = FLAGS.calibration_source
+    if source == "images":
+        if not FLAGS.calibration_dir:
+            raise ValueError("--calibration_source images needs --calibration_dir DIR")
+        source = FLAGS.calibration_dir
+    elif FLAGS.calibration_dir:
+        raise ValueError("--calibration_dir is read with --calibration_source images")
+    if source != "synthetic" and not os.path.isdir(source):
+        raise ValueError(f"calibration folder not found: {source}")
+
+
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"export_tflite: unexpected arguments {' '.join(argv[1:])} "
+                 "(flags are --name=value)")
+    try:
+        check_flags()
+    except ValueError as e:
+        sys.exit(f"export_tflite: {e}")
     from keras_pose.export import tflite as export_lib
     from keras_pose.train.config import read_descriptor
     try:
@@ -50,13 +90,8 @@ def main(argv):
             # The decoded output is now the last kept stack's finest map.
             descriptor = descriptor.replace(output={
                 "layer": IMHNConfig.head_name(FLAGS.keep_stacks - 1, 0), "activation": None})
-        source = FLAGS.calibration_source
-        if source == "images":
-            if not FLAGS.calibration_dir:
-                raise ValueError("--calibration_source images needs --calibration_dir DIR")
-            source = FLAGS.calibration_dir
-        elif FLAGS.calibration_dir:
-            raise ValueError("--calibration_dir is read with --calibration_source images")
+        source = FLAGS.calibration_dir if FLAGS.calibration_source == "images" \
+            else FLAGS.calibration_source
         size = tuple(int(v) for v in FLAGS.input_size) if FLAGS.input_size else None
         em = export_lib.build_export_model(model, descriptor, size)
         hw = tuple(int(v) for v in em.inputs[0].shape[1:3])

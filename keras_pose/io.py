@@ -1,17 +1,35 @@
-"""Image loading (and its one-line error), below ``data/`` and ``inference/``.
+"""Image loading (and its one-line error) and atomic file writes, below ``data/`` and ``inference/``.
 
-Images are RGB uint8 (H, W, 3) everywhere in keras_pose. NumPy and OpenCV only
-(no TensorFlow).
+Images are RGB uint8 (H, W, 3) everywhere in keras_pose.
+
+File products are written atomically: a reader sees the old complete file or the
+new one. Every file one command writes and another reads (an export's
+``model.tflite`` and ``model.json``, a run's ``config.json`` and ``metrics.json``,
+checkpoints) goes through ``atomic_path`` / ``atomic_write_*``: the bytes land in
+a temporary file *in the same folder* (a rename is atomic only within one file
+system), are flushed and fsync'ed, and the temporary name is then
+``os.replace``-d onto the final one. A kill at any moment leaves either the
+previous file or the new one, never a half-written file under the final name; a
+stray ``.<name>.*.tmp*`` is the only trace. For products of several files (an
+export) write the payload first and the file that describes it (the sidecar)
+last, and keep whatever is expensive or can fail (conversion, validation) before
+the first rename.
+
+NumPy and OpenCV only (no TensorFlow).
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import pathlib
+import tempfile
 
 import cv2
 import numpy as np
 
-__all__ = ["ImageReadError", "load_image"]
+__all__ = ["ImageReadError", "load_image", "atomic_path", "atomic_write_bytes",
+           "atomic_write_text", "atomic_write_json"]
 
 
 class ImageReadError(ValueError):
@@ -74,3 +92,69 @@ def load_image(path_or_array) -> np.ndarray:
     if img is None:
         raise ImageReadError(f"{what}: not a decodable image (corrupt or unsupported format)")
     return _to_rgb_uint8(img, what, bgr=True)
+
+
+# ------------------------------------------------------------- atomic writes
+TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(folder: str) -> None:
+    """Persist the rename itself (the directory entry); best effort off POSIX."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ""):
+    """Yield a temporary path beside ``path``; on success it replaces ``path``.
+
+    For writers that want a file name (``model.save``, ``save_weights``); ``suffix``
+    keeps an extension such writers check (".keras", ".weights.h5"). On an
+    exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TMP_SUFFIX + suffix,
+                               dir=folder)
+    os.close(fd)
+    os.remove(tmp)  # writers such as h5py refuse to overwrite; they create it again
+    try:
+        yield tmp
+        if not os.path.exists(tmp):
+            raise OSError(f"{path}: the writer produced no file")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj, **dump_kwargs) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (``json.dumps`` keywords pass through)."""
+    dump_kwargs.setdefault("indent", 2)
+    atomic_write_text(path, json.dumps(obj, **dump_kwargs))

@@ -117,6 +117,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if not a.output and not a.display:
         ap.error("give --output and/or --display")
+    for flag, value in (("--num_threads", a.num_threads), ("--max_frames", a.max_frames)):
+        if value is not None and value < 1:
+            sys.exit(f"demo: {flag} {value}: must be >= 1")
     try:
         runner = TFLiteRunner(a.model, num_threads=a.num_threads)
         if a.input.lower().endswith(IMAGE_EXT):

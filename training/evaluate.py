@@ -34,12 +34,40 @@ flags.DEFINE_integer("input_height", None, "Bottom-up letterbox height for model
 flags.DEFINE_boolean("flip", False, "Average with the mirrored image.")
 flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
 flags.DEFINE_string("output", None, "Results JSON path.")
+flags.DEFINE_enum("bad_annotations", "skip", ["skip", "strict"],
+                  "A bad image entry or annotation: skip it (counted and named) or refuse.")
+
+
+def check_flags() -> None:
+    """What can be checked without TensorFlow (it costs seconds to import): fail fast."""
+    from keras_pose import checks
+
+    checks.check_model_source(F.model, F.model_dir, need=("model.keras", "config.json"))
+    checks.check_preset(F.preset)
+    checks.check_positive(F.max_images, "--max_images")
+    checks.check_positive(F.input_height, "--input_height", minimum=32)
+    try:
+        scales = [float(s) for s in F.scales]
+    except ValueError:
+        raise ValueError(f"--scales {','.join(F.scales)}: not numbers") from None
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"--scales {','.join(F.scales)}: must be positive numbers")
+    for flag, path in (("--annotations", F.annotations), ("--images_dir", F.images_dir)):
+        if path and not os.path.exists(path):
+            raise ValueError(f"{flag} {path}: not found")
+    if F.annotations:
+        checks.check_input_file(F.annotations, "--annotations")
+    if F.boxes != "gt":
+        checks.check_input_file(F.boxes, "--boxes")
+    if F.output:
+        checks.check_output_file(F.output)
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        sys.exit(f"evaluate: unexpected arguments {' '.join(argv[1:])} (flags are --name=value)")
     try:
+        check_flags()
         stats = run()
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
@@ -67,6 +95,9 @@ def run() -> dict:
     for p in (annotations, images_dir):
         if not p or not os.path.exists(p):
             raise FileNotFoundError(f"{p}: not found (pass --annotations and --images_dir)")
+    # Validated once here (skip or strict), then evaluated from the clean dict.
+    from keras_pose.data.coco import load_annotations
+    annotations = load_annotations(annotations, F.bad_annotations, task.codec.spec)
     output = F.output or os.path.join(F.model_dir or ".", "results.json")
     if config.task == "top_down":
         from keras_pose.evaluation.coco_eval import print_stats

@@ -11,9 +11,13 @@ pycocotools, save the model, export int8 TFLite and draw a picture.
 
 Precedence: TrainConfig defaults < --config_file (JSON) < flags given on the
 command line < --override key=value. The resolved config is saved to
-<model_dir>/config.json. Re-running with the same --model_dir resumes.
+<model_dir>/config.json. Re-running with the same --model_dir resumes: its
+config.json replaces the defaults; flags that would change the model it holds
+(preset, task, codec) are refused before anything is written, other changes
+(epochs, lr, ...) are applied and printed.
 """
 import dataclasses
+import json
 import os
 import sys
 
@@ -21,8 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from keras_pose.train.config import (LOSSES, PRECISIONS, STRATEGIES, TASKS,  # noqa: E402
-                                     TrainConfig, apply_overrides)
+from keras_pose.train.config import (BAD_ANNOTATIONS, LOSSES, PRECISIONS,  # noqa: E402
+                                     STRATEGIES, TASKS, TrainConfig, apply_overrides,
+                                     resume_check)
 
 F = flags.FLAGS
 flags.DEFINE_enum("task", None, list(TASKS), "bottom_up (Simple Pose) or top_down (FasterPose).")
@@ -36,7 +41,11 @@ flags.DEFINE_string("images_dir", None, "Training images (with --annotations).")
 flags.DEFINE_string("annotations", None, "Training person_keypoints JSON.")
 flags.DEFINE_string("val_images_dir", None, "Validation images.")
 flags.DEFINE_string("val_annotations", None, "Validation person_keypoints JSON.")
-flags.DEFINE_string("model_dir", None, "Output folder; an existing one is resumed.")
+flags.DEFINE_enum("bad_annotations", None, list(BAD_ANNOTATIONS),
+                  "A bad image entry or annotation: skip it (counted and named; default) "
+                  "or refuse the file (strict).")
+flags.DEFINE_string("model_dir", None, "Output folder; an existing one is resumed (flags that "
+                    "change its model - preset, task, codec - are refused).")
 flags.DEFINE_integer("epochs", None, "Epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
@@ -59,19 +68,42 @@ flags.DEFINE_multi_string("override", [], "key=value applied last (JSON values).
 
 
 def build_config() -> TrainConfig:
-    config = TrainConfig.load(F.config_file) if F.config_file else TrainConfig()
-    given = {f.name: F[f.name].value for f in dataclasses.fields(TrainConfig)
-             if f.name in F and F[f.name].present}
-    config = config.replace(**given)
-    return apply_overrides(config, F.override)
+    """Defaults < --config_file < flags < --override; an existing run's config.json
+    replaces the defaults, and what is asked must not contradict it (resume_check)."""
+    given = {}
+    if F.config_file:  # only the keys the file sets
+        loaded = TrainConfig.load(F.config_file).to_dict()  # a bad file: one-line error
+        with open(F.config_file, encoding="utf-8") as f:
+            keys = set(json.load(f))
+        given = {k: v for k, v in loaded.items() if k in keys}
+    given.update({f.name: F[f.name].value for f in dataclasses.fields(TrainConfig)
+                  if f.name in F and F[f.name].present})
+    given.update(_override_fields(F.override))
+    config = TrainConfig().replace(**given)
+    saved = os.path.join(config.model_dir, "config.json")
+    if os.path.isfile(saved):
+        base = TrainConfig.load(saved)
+        changes = resume_check(base, given, saved)
+        config = base.replace(**{k: v for k, v in given.items() if k in changes})
+    return config
+
+
+def _override_fields(overrides) -> dict:
+    """The fields ``--override key=value`` sets (parsed like apply_overrides)."""
+    changed = apply_overrides(TrainConfig(), overrides)
+    keys = {item.split("=", 1)[0].strip() for item in overrides or ()}
+    return {k: getattr(changed, k) for k in keys}
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    from keras_pose.train import loop as train_lib
+        sys.exit(f"train: unexpected arguments {' '.join(argv[1:])} (flags are --name=value)")
     try:
-        config = build_config()
+        config = build_config()  # no TensorFlow yet: bad flags fail in a second
+        if config.dataset == "coco" or config.annotations:
+            from keras_pose.train.loop import _check_paths, prepare_data
+            _check_paths(prepare_data(config, (0, 0)))
+        from keras_pose.train import loop as train_lib
         train_lib.main(config)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")

@@ -29,6 +29,8 @@ import pathlib
 
 import numpy as np
 
+from keras_pose.data.coco_validate import validate_coco
+
 log = logging.getLogger(__name__)
 
 MIN_MAIN_KEYPOINTS = 5          # §2.1: a main person has >= 5 labelled keypoints
@@ -101,23 +103,29 @@ class CocoKeypoints:
         main_min_area: segmentation area a main person needs (§2.1: 32 * 32 at
             COCO's ~640 px; smaller images, e.g. the synthetic set, scale it down).
         main_min_keypoints: labelled keypoints a main person needs (5).
+        bad_annotations: "skip" (default: bad image entries and annotations are
+            left out, counted and named in one logged line; ``skipped`` holds them)
+            or "strict" (refuse the file). Checked once, here (``coco_validate``).
+        spec: the ``KeypointSpec`` the keypoints must match (default COCO).
 
     Raises:
         ValueError: the file is missing, not valid JSON, or has no person
-            keypoint annotations, or the images folder does not exist (the
-            message names the file). Individual missing images are only
-            counted (``missing_images``) and logged, and left out.
+            keypoint annotations, or the images folder does not exist, or (strict)
+            an entry is bad (the message names the file and the entry). Individual
+            missing images are only counted (``missing_images``) and logged, and left out.
     """
 
     def __init__(self, annotations, images_dir, main_min_area: float = MIN_MAIN_AREA,
-                 main_min_keypoints: int = MIN_MAIN_KEYPOINTS):
+                 main_min_keypoints: int = MIN_MAIN_KEYPOINTS, bad_annotations: str = "skip",
+                 spec=None):
         if main_min_area < 0 or main_min_keypoints < 1:
             raise ValueError(f"main_min_area must be >= 0 and main_min_keypoints >= 1, got "
                              f"{main_min_area}, {main_min_keypoints}")
         self.main_min_area, self.main_min_keypoints = float(main_min_area), int(main_min_keypoints)
         self.annotations_path = str(annotations)
         self.images_dir = str(images_dir)
-        data = _load_json(self.annotations_path)
+        data, self.skipped = load_annotations(self.annotations_path, bad_annotations, spec,
+                                              with_skipped=True)
         if not os.path.isdir(self.images_dir):
             raise ValueError(f"images folder not found: {self.images_dir} "
                              f"(for {self.annotations_path})")
@@ -248,6 +256,17 @@ class CocoKeypoints:
 
 
 # --------------------------------------------------------------------- helpers
+def load_annotations(path, bad_annotations: str = "skip", spec=None, with_skipped=False):
+    """A person-keypoints JSON, parsed and validated once (``coco_validate``).
+
+    Returns the clean dataset dict (what evaluation hands to pycocotools), or
+    (dict, skipped) with ``with_skipped``. Raises ValueError naming the file.
+    """
+    path = str(path)
+    data, skipped = validate_coco(_load_json(path), path, spec, bad_annotations)
+    return (data, skipped) if with_skipped else data
+
+
 def _load_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:

@@ -348,11 +348,11 @@ def save_model_dir(model, cfg: IMHNConfig, model_dir, checkpoint=None,
     preset with this architecture when one exists, else the paper preset)
     so evaluation, export and ``--init_from`` read it like a run of ours.
     """
-    import json
     import os
 
     from keras_pose.codecs import BodyPartsCodec
     from keras_pose.descriptor import describe
+    from keras_pose.io import atomic_write_json
     from keras_pose.train.config import TrainConfig
 
     os.makedirs(model_dir, exist_ok=True)
@@ -372,6 +372,5 @@ def save_model_dir(model, cfg: IMHNConfig, model_dir, checkpoint=None,
             "keep_stacks": keep_stacks, "model": cfg.to_dict(), "preset": preset,
             "params": int(model.count_params()),
             "input": "RGB 0..255 (the first conv's input channels were reversed from BGR)"}
-    with open(os.path.join(model_dir, "conversion.json"), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
+    atomic_write_json(os.path.join(model_dir, "conversion.json"), info)
     return info

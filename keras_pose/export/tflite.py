@@ -26,7 +26,9 @@ import sys
 
 import numpy as np
 
+from keras_pose.checks import check_output_dir
 from keras_pose.inference import tflite_runner as _rt
+from keras_pose.io import atomic_path, atomic_write_json
 
 QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 IO_DTYPES = ("uint8", "int8", "float32")
@@ -215,7 +217,13 @@ def _configure(c, tf, quantize, calibration, io_dtype):
 
 # ---------------------------------------------------------------------- sidecar
 def write_sidecar(path, tflite_path, descriptor, quantize, extra=None) -> dict:
-    """Write ``model.json``: the descriptor plus what the graph's I/O needs (seam 5)."""
+    """Write ``model.json`` (atomically): the descriptor plus what the graph's I/O needs (seam 5).
+
+    ``tflite_sha256`` ties the sidecar to the exact graph bytes it describes, so a
+    runner refuses a ``model.tflite`` that another export replaced.
+    """
+    import hashlib
+
     import keras_pose
     interp = _rt.make_interpreter(str(tflite_path), num_threads=1)
     ind = interp.get_input_details()[0]
@@ -232,9 +240,10 @@ def write_sidecar(path, tflite_path, descriptor, quantize, extra=None) -> dict:
                   "quantization": q(ind)},
         "outputs": [{"name": d["name"], "shape": [int(v) for v in d["shape"]],
                      "dtype": np.dtype(d["dtype"]).name, "quantization": q(d)} for d in outs],
+        "tflite_sha256": hashlib.sha256(pathlib.Path(tflite_path).read_bytes()).hexdigest(),
     }
     side.update(extra or {})
-    pathlib.Path(path).write_text(json.dumps(side, indent=2))
+    atomic_write_json(path, side)
     return side
 
 
@@ -328,6 +337,7 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
         from keras_pose.train.config import read_descriptor
         descriptor = read_descriptor(config)
     out = pathlib.Path(output_dir)
+    check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     em = build_export_model(model, descriptor, input_size)
     descriptor = export_descriptor(descriptor, em)
@@ -339,14 +349,20 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
                               **(qat_kwargs or {}))
     else:
         data = convert(em, quantize, calibration, io_dtype)
+    # An earlier export in this folder stays whole until the new one is: the graph is
+    # validated and its sidecar written under temporary names, then the graph is
+    # renamed into place and the sidecar LAST (keras_pose/io.py). The sidecar's
+    # tflite_sha256 makes a runner refuse the pair in the instant between the renames.
     tfl = out / "model.tflite"
-    tfl.write_bytes(data)
-    val = validate_export(tfl, em, calibration, codec, descriptor.task)
-    side = write_sidecar(out / "model.json", tfl, descriptor, quantize,
-                         extra={"validation": val, "size_bytes": len(data),
-                                "keras_output_names": [_output_name(o) for o in em.outputs],
-                                "io_dtype": io_dtype or ("uint8" if quantize in ("int8", "qat")
-                                                         else "float32")})
+    # (with-items exit in reverse: the graph is renamed first, the sidecar last)
+    with atomic_path(out / "model.json") as tmp_side, atomic_path(tfl) as tmp_tfl:
+        pathlib.Path(tmp_tfl).write_bytes(data)
+        val = validate_export(tmp_tfl, em, calibration, codec, descriptor.task)
+        side = write_sidecar(tmp_side, tmp_tfl, descriptor, quantize,
+                             extra={"validation": val, "size_bytes": len(data),
+                                    "keras_output_names": [_output_name(o) for o in em.outputs],
+                                    "io_dtype": io_dtype or ("uint8" if quantize in ("int8", "qat")
+                                                             else "float32")})
     log(f"wrote {tfl} ({len(data) / 1024:.1f} KiB, {quantize}); validation on "
         f"{val['num_images']} images: {json.dumps(val)}")
     return side

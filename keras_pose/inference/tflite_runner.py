@@ -219,6 +219,20 @@ def load_sidecar(path, net: NetRunner | None = None) -> dict:
     return side
 
 
+def _check_same_export(model_path, sidecar_path, side: dict) -> None:
+    """The sidecar describes these exact graph bytes (exports record ``tflite_sha256``;
+    an older sidecar without it is trusted). Catches a model.tflite replaced by
+    another export beside the earlier export's model.json."""
+    want = side.get("tflite_sha256")
+    if want is None:
+        return
+    import hashlib
+
+    if hashlib.sha256(pathlib.Path(model_path).read_bytes()).hexdigest() != want:
+        raise TFLiteRunnerError(f"sidecar {sidecar_path} describes another model than "
+                                f"{model_path} (tflite_sha256 differs): re-run the export")
+
+
 class TFLiteRunner:
     """Pose estimation with an exported ``model.tflite`` and its ``model.json``.
 
@@ -237,6 +251,7 @@ class TFLiteRunner:
         self.net = NetRunner(model_path, num_threads)
         self.sidecar_path = pathlib.Path(sidecar) if sidecar else model_path.with_name("model.json")
         self.meta = load_sidecar(self.sidecar_path, self.net)
+        _check_same_export(model_path, self.sidecar_path, self.meta)
         self.descriptor = self.meta["descriptor"]
         self.task = self.descriptor.task
         self.codec = build_codec(self.descriptor)

@@ -1,6 +1,8 @@
 """Named model presets: the paper models, mobile models and tiny test models.
 
-``get_preset(name)`` returns a copy of the config (no TensorFlow import);
+``get_preset(name)`` returns a copy of the config (this module needs no TensorFlow,
+but its package imports Keras: ``keras_pose.checks.PRESET_NAMES`` lists the names
+without it);
 ``from_preset(name, **overrides)`` builds the Keras 3 model;
 ``build_model(config, K)`` dispatches on the config type (QAT builds the
 tf_keras twin with ``K=tf_keras``).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+from keras_pose.checks import PRESET_NAMES
 from keras_pose.models.configs import FasterPoseConfig, IMHNConfig, SimpleBaselineConfig
 
 _PRESETS = {
@@ -75,6 +78,13 @@ def preset_recipe(name: str) -> str:
     if name not in _PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {list_presets()}")
     return _RECIPE_OF[name]
+
+
+# keras_pose.checks lists the names without importing Keras (the scripts check
+# --preset before TensorFlow loads); the two must agree.
+if tuple(sorted(_PRESETS)) != PRESET_NAMES:
+    raise ImportError("keras_pose.checks.PRESET_NAMES and keras_pose.models.presets disagree: "
+                      f"{sorted(set(_PRESETS) ^ set(PRESET_NAMES))}")
 
 
 def list_presets() -> list:

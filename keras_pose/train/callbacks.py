@@ -1,4 +1,4 @@
-"""Training callbacks: NaN guard, time budget, LR logging, periodic COCO AP."""
+"""Training callbacks: NaN guard, time budget, LR logging, periodic COCO AP, atomic saves."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,8 @@ import time
 
 import keras
 import numpy as np
+
+from keras_pose.io import atomic_path, atomic_write_json
 
 
 class TrainingDiverged(RuntimeError):
@@ -141,14 +143,26 @@ class EpochBackup(keras.callbacks.Callback):
         old = read_backup(self.backup_dir).get("weights")
         name = f"epoch_{epoch + 1:04d}.weights.h5"
         self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
-        tmp = os.path.join(self.backup_dir, _BACKUP_META + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"epoch": epoch + 1, "weights": name}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(self.backup_dir, _BACKUP_META))
+        atomic_write_json(os.path.join(self.backup_dir, _BACKUP_META),
+                          {"epoch": epoch + 1, "weights": name})
         if old and old != name:
             try:
                 os.remove(os.path.join(self.backup_dir, old))
             except OSError:
                 pass
+
+
+class AtomicWeightsCheckpoint(keras.callbacks.Callback):
+    """Save the weights to ``path`` (a ``.weights.h5``) at every epoch end, atomically.
+
+    Keras' ``ModelCheckpoint`` rewrites the file in place, so a kill mid-save leaves
+    a truncated HDF5 under the final name; here it is written beside and renamed.
+    """
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        with atomic_path(self.path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp)

@@ -12,9 +12,11 @@ import json
 import os
 from typing import Optional, Tuple
 
+from keras_pose.checks import check_preset
 from keras_pose.config import Config
 from keras_pose.descriptor import RunDescriptor, describe
 from keras_pose.train import recipes
+from keras_pose.io import atomic_write_text
 
 TASKS = ("bottom_up", "top_down")
 LOSSES = ("l2", "focal_l2", "focal_l2_paper", "rce", "mse")
@@ -23,6 +25,10 @@ PRECISIONS = ("auto", "off", "float16", "bfloat16")
 OPTIMIZERS = ("sgd", "adam")
 # Fields older config.json files may hold that no longer exist.
 _RETIRED_FIELDS = ("debug_nan_at_step",)
+BAD_ANNOTATIONS = ("skip", "strict")  # keras_pose.data.coco.validate_coco
+# A run folder holds one model: these fields decide which (input size and
+# keypoints follow from the preset and the codec). Resuming may change the others.
+RUN_IDENTITY = ("task", "preset", "codec")
 
 
 @dataclasses.dataclass
@@ -44,6 +50,7 @@ class TrainConfig(Config):
     annotations: Optional[str] = None
     val_images_dir: Optional[str] = None
     val_annotations: Optional[str] = None
+    bad_annotations: str = "skip"               # skip (count, name, drop) | strict (refuse)
     # --- run
     model_dir: str = "runs/quickstart"
     # None: the recipe's (resolved()).
@@ -99,6 +106,8 @@ class TrainConfig(Config):
             if recipe.task != self.task:
                 raise ValueError(f"recipe {self.recipe!r} trains the {recipe.task} task, "
                                  f"but task={self.task!r}")
+        one_of("bad_annotations", BAD_ANNOTATIONS)
+        check_preset(self.preset, "preset")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -143,9 +152,8 @@ class TrainConfig(Config):
         d = self.to_dict()
         if descriptor is not None:
             d["descriptor"] = descriptor.to_dict()
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(json.dumps(d, indent=2, sort_keys=True))
+        # atomically (keras_pose/io.py): a kill leaves the old file or the new one
+        atomic_write_text(path, json.dumps(d, indent=2, sort_keys=True))
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -210,3 +218,48 @@ def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
             value = tuple(value)
         changes[key] = value
     return config.replace(**changes)
+
+
+# ---------------------------------------------------------------- resuming
+def _plain(v):
+    """JSON form (tuples -> lists) so saved and given values compare equal."""
+    return json.loads(json.dumps(v))
+
+
+def _codec_conflicts(saved, given) -> list:
+    """``codec`` keys where ``given`` (a full get_config() or fields to change) differs."""
+    if given is None:
+        return []
+    saved, given = _plain(saved or {}), _plain(given)
+    if "config" in given:  # a full codec config: compare every field and the spec
+        fields = {**given.get("config", {}), **({"spec": given["spec"]} if "spec" in given else {})}
+    else:
+        fields = given
+    have = {**saved.get("config", {}), "spec": saved.get("spec")} if "config" in saved else saved
+    return [(f"codec.{k}", have.get(k), v) for k, v in sorted(fields.items()) if have.get(k) != v]
+
+
+def resume_check(saved: TrainConfig, given: dict, where: str) -> dict:
+    """Compare the fields a resumed run asks for with the saved run's config.
+
+    Args:
+        saved: the run folder's ``config.json``.
+        given: the fields asked for now (flags given, or a whole config's ``to_dict()``).
+        where: the config.json path, for the message.
+    Returns:
+        {field: (saved value, new value)} of the compatible changes (epochs, lr, ...).
+    Raises:
+        ValueError (one line) naming every conflicting ``RUN_IDENTITY`` key and how to
+        start a new run instead; nothing has been written when it is raised.
+    """
+    old = saved.to_dict()
+    conflicts = [(k, old[k], given[k]) for k in ("task", "preset")
+                 if k in given and _plain(given[k]) != _plain(old[k])]
+    conflicts += _codec_conflicts(old.get("codec"), given.get("codec"))
+    if conflicts:
+        what = "; ".join(f"{k}: saved {a!r}, asked {b!r}" for k, a, b in conflicts)
+        raise ValueError(f"{where}: this run folder holds another model ({what}); resume without "
+                         "those flags, or start a new run with another --model_dir")
+    return {k: (old[k], v) for k, v in given.items()
+            if k not in RUN_IDENTITY and k != "model_dir" and k in old
+            and _plain(v) != _plain(old[k])}

@@ -19,7 +19,8 @@ import logging
 import os
 import time
 
-from keras_pose.train.config import TrainConfig, read_descriptor
+from keras_pose.io import atomic_path, atomic_write_json
+from keras_pose.train.config import TrainConfig, read_descriptor, resume_check
 
 log = logging.getLogger("keras_pose.train")
 
@@ -55,8 +56,7 @@ def prepare_data(config: TrainConfig, image_size) -> DataPaths:
             synthetic.generate_dataset(root, num_train=want["num_train"], num_val=want["num_val"],
                                        seed=want["seed"], image_size=tuple(image_size),
                                        config=config.synthetic_preset)
-            with open(stamp, "w", encoding="utf-8") as f:
-                json.dump(want, f)
+            atomic_write_json(stamp, want)
         return DataPaths(train_ann, os.path.join(root, "train"), val_ann, os.path.join(root, "val"))
     if config.coco_dir:
         d = config.coco_dir
@@ -72,6 +72,21 @@ def _check_paths(paths: DataPaths) -> None:
     for p in (paths.train_annotations, paths.train_images):
         if not p or not os.path.exists(p):
             raise FileNotFoundError(f"{p}: not found (check --coco_dir / --images_dir / --annotations)")
+
+
+def check_resume(config: TrainConfig) -> None:
+    """Refuse to resume a run folder whose config.json describes another model.
+
+    ``config`` is the run's full config (codec resolved); compatible changes
+    (epochs, lr, ...) are printed. Raises ValueError before anything is written.
+    """
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.isfile(path):
+        return
+    changes = resume_check(TrainConfig.load(path), config.to_dict(), path)
+    if changes:
+        print(f"Resuming {config.model_dir} with changed settings: " + ", ".join(
+            f"{k} {a!r} -> {b!r}" for k, (a, b) in sorted(changes.items())), flush=True)
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int, replicas: int):
@@ -128,12 +143,13 @@ def setup(config: TrainConfig) -> Setup:
         tf.config.experimental.enable_op_determinism()
     policy = distribute.set_precision(config.mixed_precision)
     chief = distribute.is_chief()
-    os.makedirs(config.model_dir, exist_ok=True)
     model_cfg = presets.get_preset(config.preset)
     task = tasks.get_task(config.task, model_cfg, config.codec, preset=config.preset)
     # The full codec config keeps a resumed run identical; the descriptor is what
     # evaluation, export and keras_pose.load read.
     config = config.replace(codec=task.codec.get_config())
+    check_resume(config)  # before anything is written: a run folder holds one model
+    os.makedirs(config.model_dir, exist_ok=True)
     if chief:
         config.save(os.path.join(config.model_dir, "config.json"), descriptor=task.descriptor)
     paths = prepare_data(config, task.input_size)
@@ -145,7 +161,8 @@ def setup(config: TrainConfig) -> Setup:
     # The synthetic images are generated at the model's input size, so the
     # main-person area rule (32*32 px at COCO's ~512 px scale) shrinks with it.
     min_area = (32 * 32 * (task.input_size[0] / 512) ** 2) if config.dataset == "synthetic" else None
-    source = task.source(paths.train_annotations, paths.train_images, min_area)
+    source = task.source(paths.train_annotations, paths.train_images, min_area,
+                         config.bad_annotations)
     steps = config.steps_per_epoch or max(1, len(source) // config.batch_size)
     # Every worker backs up its own state (a shared file system must not see two
     # writers); the chief's lives in backup/, worker i's in backup/worker_i.
@@ -181,7 +198,8 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
     import keras
 
     from keras_pose.train import distribute
-    from keras_pose.train.callbacks import (CocoEvalCallback, EpochBackup, LearningRateLogger,
+    from keras_pose.train.callbacks import (AtomicWeightsCheckpoint, CocoEvalCallback,
+                                            EpochBackup, LearningRateLogger,
                                             NanGuard, TimeBudget)
     chief = distribute.is_chief()
     eval_fn = task.evaluator(paths.val_annotations, paths.val_images, config) \
@@ -196,8 +214,7 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
         ckpt_dir = os.path.join(config.model_dir, "checkpoints")
         os.makedirs(ckpt_dir, exist_ok=True)
         callbacks += [
-            keras.callbacks.ModelCheckpoint(os.path.join(ckpt_dir, "last.weights.h5"),
-                                            save_weights_only=True),
+            AtomicWeightsCheckpoint(os.path.join(ckpt_dir, "last.weights.h5")),
             keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), update_freq="epoch"),
             keras.callbacks.CSVLogger(os.path.join(config.model_dir, "history.csv"), append=True),
         ]
@@ -217,12 +234,12 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
                "final_loss": float(history.history["loss"][-1]) if epochs_run else None,
                "eval_history": eval_cb.history if eval_cb else []}
     if chief:
-        model.save(os.path.join(config.model_dir, "model.keras"))
+        with atomic_path(os.path.join(config.model_dir, "model.keras"), suffix=".keras") as tmp:
+            model.save(tmp)
         if eval_fn:
             stats = eval_fn(model, verbose=True)
             summary["val"] = stats
-        with open(os.path.join(config.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
+        atomic_write_json(os.path.join(config.model_dir, "metrics.json"), summary)
     return {"model": model, "summary": summary}
 
 
@@ -350,8 +367,7 @@ def main(config: TrainConfig) -> dict:
             descriptor = read_descriptor(os.path.join(config.model_dir, "config.json"))
             summary.update(products(cfg, model, paths.val_images, input_size, descriptor))
         summary["total_seconds"] = round(time.monotonic() - t0, 1)
-        with open(os.path.join(cfg.model_dir, "metrics.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2, default=str)
+        atomic_write_json(os.path.join(cfg.model_dir, "metrics.json"), summary, default=str)
         val = summary.get("val", {})
         print(f"\nDone in {summary['total_seconds']} s: {summary['epochs_completed']} epochs x "
               f"{summary['steps_per_epoch']} steps; val AP {val.get('AP', float('nan')):.3f}; "

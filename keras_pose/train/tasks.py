@@ -21,10 +21,11 @@ class BottomUpTask:
     def __init__(self, model_cfg, codec=None, preset=None):
         _describe(self, model_cfg, codec, preset)
 
-    def source(self, annotations, images_dir, main_min_area=None):
+    def source(self, annotations, images_dir, main_min_area=None, bad_annotations="skip"):
         from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
         return CocoKeypoints(annotations, images_dir,
-                             MIN_MAIN_AREA if main_min_area is None else main_min_area)
+                             MIN_MAIN_AREA if main_min_area is None else main_min_area,
+                             bad_annotations=bad_annotations, spec=self.codec.spec)
 
     def dataset(self, source, config, start_index: int = 0):
         from keras_pose.data.pipeline import bottom_up_dataset
@@ -67,10 +68,11 @@ class TopDownTask:
     def __init__(self, model_cfg, codec=None, preset=None):
         _describe(self, model_cfg, codec, preset)
 
-    def source(self, annotations, images_dir, main_min_area=None):
+    def source(self, annotations, images_dir, main_min_area=None, bad_annotations="skip"):
         from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
         return CocoKeypoints(annotations, images_dir,
-                             MIN_MAIN_AREA if main_min_area is None else main_min_area)
+                             MIN_MAIN_AREA if main_min_area is None else main_min_area,
+                             bad_annotations=bad_annotations, spec=self.codec.spec)
 
     def dataset(self, source, config, start_index: int = 0):
         from keras_pose.data.topdown_pipeline import topdown_dataset
