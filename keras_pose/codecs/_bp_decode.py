@@ -37,6 +37,9 @@ from keras_pose.codecs import _assembly, _grouping, _peaks
 from keras_pose.structures import Poses
 
 
+MAX_ABS_MAP_VALUE = 1e6  # larger map values are a broken output, not a confident one
+
+
 def _check_maps(maps, name: str, min_channels: int) -> np.ndarray:
     try:
         m = np.asarray(maps, dtype=np.float32)
@@ -52,8 +55,15 @@ def _check_maps(maps, name: str, min_channels: int) -> np.ndarray:
                          f"least {min_channels} (limbs then keypoints)")
     # One reduction finds NaN/inf (both propagate into the sum); only a huge but
     # finite map can overflow it, and then the exact count decides.
-    if not np.isfinite(m.sum()) and (bad := m.size - np.count_nonzero(np.isfinite(m))):
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is what we test
+        total = m.sum()
+    if not np.isfinite(total) and (bad := m.size - np.count_nonzero(np.isfinite(m))):
         raise ValueError(f"{name} contains {bad} non-finite values (NaN/inf); "
+                         f"the model output is broken")
+    # Maps are ~0..1 (Gaussian targets); values near float32's range overflow the
+    # bicubic weights and the limb integrals into inf scores (found by fuzzing).
+    if m.size and (peak := float(np.abs(m).max())) > MAX_ABS_MAP_VALUE:
+        raise ValueError(f"{name} holds values up to {peak:.3g} (expected about 0..1); "
                          f"the model output is broken")
     return m
 
