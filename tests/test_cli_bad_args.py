@@ -33,6 +33,9 @@ def env(tmp_path_factory):
     (root / "empty_dir").mkdir()
     (root / "a_file").write_text("not a folder")
     (root / "model.keras").write_bytes(b"PK not really a model")
+    (root / "config.json").write_text("{}")  # export wants the run's config beside --model
+    (root / "lone").mkdir()
+    (root / "lone" / "model.keras").write_bytes(b"PK not really a model")
     (root / "model.tflite").write_bytes(b"not really a model")
     (root / "ckpt.pth").write_bytes(b"not really a checkpoint")
     (root / "zero.tflite").write_bytes(b"")
@@ -65,7 +68,9 @@ CASES = [
     ("evaluate", ["--model={d}/model.keras", "--output={d}/empty_dir"], "is a folder; give a file"),
     ("evaluate", ["--model={d}/model.keras", "--annotations={d}/no.json"], "--annotations"),
     ("export", ["--model={d}/model.keras", "--output={d}/a_file"], "--output {d}/a_file: is a file"),
-    ("export", ["--model_dir={d}/empty_dir", "--output={d}/out"], "no model.keras (empty folder)"),
+    ("export", ["--model_dir={d}/empty_dir", "--output={d}/out"],
+     "no model.keras or config.json (empty folder)"),
+    ("export", ["--model={d}/lone/model.keras", "--output={d}/out"], "no config.json beside it"),
     ("export", ["--model={d}/missing.keras", "--output={d}/out"], "--model {d}/missing.keras: not found"),
     ("export", ["--model={d}/model.keras", "--output={d}/out", "--calibration_images=0"],
      "--calibration_images 0: must be >= 1"),
