@@ -13,7 +13,7 @@ no network, so every lost point is the grouping's or the peak finder's):
 Prints one JSON object: AP and the error breakdown per set and grouping, and the
 overlap statistics of the crowds.
 
-    python benchmarks/crowd_grouping.py [--scenes 12] [--groupings paper,global]
+    python benchmarks/crowd_grouping.py [--scenes 12] [--groupings paper,matched]
 """
 import os
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import _crowd_scenes as cs  # noqa: E402
 from keras_pose.codecs import BodyPartsCodec, _peaks  # noqa: E402
-from keras_pose.inference.preprocess import letterbox_geometry  # noqa: E402
+from keras_pose.geometry import letterbox_geometry  # noqa: E402
 from keras_pose.structures import apply_affine, invert_affine  # noqa: E402
 
 SHARED = REPO.parent.parent / "shared" if (REPO.parent.parent / "shared").exists() else REPO.parent / "shared"
@@ -91,7 +91,7 @@ def letterboxed_items(dataset, height):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=12, help="crowded scenes per pose source")
-    ap.add_argument("--groupings", default="paper,global", help="comma-separated codec groupings")
+    ap.add_argument("--groupings", default="paper,matched", help="comma-separated codec groupings")
     ap.add_argument("--synthetic_val", default="/work/team/qs_data",
                     help="a synthetic dataset folder (annotations/person_keypoints_val.json)")
     ap.add_argument("--sets", default="crowd_coco,crowd_synthetic,coco_sample,synthetic_val")

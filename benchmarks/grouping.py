@@ -16,6 +16,13 @@ pure-Python grouping rate (5.2 img/s, docs/method_bottom_up.md §7). Wall and CP
 (process) times are both given: on a shared machine CPU time is the steadier.
 
     python benchmarks/grouping.py [--repeats 15] [--scenes 5]
+
+``--assemblies`` instead times the two person assemblies (``grouping="paper"``
+and ``"matched"``, docs/grouping.md) against each other, interleaved call by
+call on the same maps, at 512 x 512 and 256 x 256 inputs (1, 6, 24 persons and
+noise), and prints the medians and their ratio:
+
+    nice -n 10 python benchmarks/grouping.py --assemblies [--repeats 15] [--scenes 5]
 """
 import os
 
@@ -56,8 +63,49 @@ def _time(fn, maps_list, repeats):
     return 1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu)), outs
 
 
+def compare_assemblies(args, poses):
+    """Median decode ms of both assemblies, interleaved, per input size and case."""
+    codecs = {g: BodyPartsCodec(grouping=g) for g in ("paper", "matched")}
+    rng = np.random.default_rng(0)
+    out = {"threads": 1, "scenes_per_case": args.scenes, "load_average_start": os.getloadavg()[0]}
+    for size in (512, 256):
+        hi = (0.27 * size, 0.59 * size)   # 140-300 px persons at 512, scaled at 256
+        table = {}
+        for n in (1, 6, 24, "noise"):
+            if n == "noise":
+                maps = [rng.random((size // 4, size // 4, 50), dtype=np.float32)
+                        for _ in range(max(1, args.scenes // 2))]
+            else:
+                maps = [codecs["paper"].encode(jittered_scene(rng, poses, n, size=(size, size),
+                                                              height_range=hi), (size, size))["heatmaps"]
+                        for _ in range(args.scenes)]
+            times = {g: [] for g in codecs}
+            persons = {g: [] for g in codecs}
+            for m in maps:   # warm-up outside the timing
+                for c in codecs.values():
+                    c.decode(m)
+            for r in range(args.repeats if n != "noise" else max(3, args.repeats // 3)):
+                for m in maps:
+                    for g, c in codecs.items():
+                        c0 = time.process_time()
+                        res = c.decode(m)
+                        times[g].append(time.process_time() - c0)
+                        if r == 0:
+                            persons[g].append(len(res))
+            med = {g: 1e3 * float(np.median(t)) for g, t in times.items()}
+            table[f"persons_{n}" if n != "noise" else "noise"] = {
+                "paper_cpu_ms": round(med["paper"], 2), "matched_cpu_ms": round(med["matched"], 2),
+                "matched_over_paper": round(med["matched"] / med["paper"], 2),
+                "persons_found": {g: int(np.sum(p)) for g, p in persons.items()}}
+        out[f"{size}x{size}"] = table
+    out["load_average_end"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--assemblies", action="store_true",
+                    help="time grouping='paper' against grouping='matched' (no reference decoder)")
     ap.add_argument("--repeats", type=int, default=15, help="timed passes over the scenes (fast decoder)")
     ap.add_argument("--scenes", type=int, default=5, help="different scenes per person count")
     ap.add_argument("--ref_repeats", type=int, default=1, help="timed passes for the reference")
@@ -65,6 +113,8 @@ def main():
     cv2.setNumThreads(1)
     codec = BodyPartsCodec()
     poses = sample_poses(SAMPLE / "test_coco.json")
+    if args.assemblies:
+        return compare_assemblies(args, poses)
     rng = np.random.default_rng(0)
     cases = {}
     for n in (1, 6, 12, 24):

@@ -5,6 +5,8 @@ r"""Evaluate a trained model with pycocotools (COCO keypoint AP/AR).
   # bottom-up on COCO val2017, 2 scales + flip
   python training/evaluate.py --model_dir runs/imhn --images_dir coco/val2017 \
       --annotations coco/annotations/person_keypoints_val2017.json --scales 1,1.5 --flip
+  # the same with the other person assembly (docs/grouping.md)
+  python training/evaluate.py --model_dir runs/imhn ... --grouping paper
   # top-down from detector boxes (or --boxes gt)
   python training/evaluate.py --model_dir runs/fp --task top_down \
       --images_dir coco/val2017 --annotations ... --boxes dets.json
@@ -32,6 +34,8 @@ flags.DEFINE_float("box_score_threshold", 0.0, "Top-down: drop detections below 
 flags.DEFINE_list("scales", ["1"], "Bottom-up: multipliers of the input height.")
 flags.DEFINE_integer("input_height", None, "Bottom-up letterbox height for models of any size.")
 flags.DEFINE_boolean("flip", False, "Average with the mirrored image.")
+flags.DEFINE_enum("grouping", None, ["paper", "matched"],
+                  "Bottom-up person assembly (docs/grouping.md); default: the run's codec.")
 flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
 flags.DEFINE_string("output", None, "Results JSON path.")
 flags.DEFINE_enum("bad_annotations", "skip", ["skip", "strict"],
@@ -111,7 +115,10 @@ def run() -> dict:
         return stats
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
 
-    _, stats = evaluate_bottom_up(model, task.codec, annotations, images_dir,
+    codec = task.codec
+    if F.grouping:
+        codec = type(codec)(codec.config, codec.spec, grouping=F.grouping)
+    _, stats = evaluate_bottom_up(model, codec, annotations, images_dir,
                                   input_height=F.input_height,
                                   scales=tuple(float(s) for s in F.scales), flip=F.flip,
                                   max_images=F.max_images, results_path=output, print_table=True)

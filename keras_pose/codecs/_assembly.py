@@ -1,7 +1,23 @@
-"""keras_pose's person assembly ("global"): all limbs at once, strongest evidence first.
+"""keras_pose's person assembly (``grouping="matched"``, ``docs/grouping.md``).
 
 Shapes: N keypoint candidates, L limbs, Q passing pairs, J map points, P persons.
-See ``docs/grouping.md`` for the design and measurements.
+
+The authors' decoder (Li et al., "Simple Pose", AAAI 2020; ``docs/method_bottom_up.md``
+§5.4-5.5) chooses each limb's connections greedily by key and assembles persons
+sequentially. In crowds two persons' joints of one type often lie close
+together and both reach the same partner joint: the greedy gives it to one and
+leaves the other person's own limb unconnected (a missing joint, or a limb
+taken by the neighbour). Here:
+
+1. ``match_limbs``: each limb's connections are a maximum-weight one-to-one
+   matching on the key, computed exactly (``_hungarian``) per connected
+   component of the pair graph, among the pairs within ``RELATIVE_STRENGTH`` of
+   the best pair at both ends (the rest are added greedily afterwards);
+2. the authors' sequential assembly on those connections, with the tB-slot
+   quirk fixed (a person found through its tB slot also takes idA);
+3. ``_merge_fragments``: persons with no keypoint type in common that accepted
+   connections link are joined, strongest summed link first (split persons);
+4. the authors' final filter and person score.
 
 Imports without TensorFlow.
 """
@@ -11,23 +27,15 @@ import numpy as np
 
 from keras_pose.codecs import _grouping
 
-
-def _max_weight_scipy(limb, ia, ib, w, num_limbs):
-    from scipy.optimize import linear_sum_assignment
-    sel = []
-    for kk in range(num_limbs):
-        qs = np.flatnonzero(limb == kk)
-        if not qs.size:
-            continue
-        ua, ra = np.unique(ia[qs], return_inverse=True)
-        ub, rb = np.unique(ib[qs], return_inverse=True)
-        W = np.zeros((ua.size, ub.size))
-        Q = -np.ones((ua.size, ub.size), int)
-        W[ra, rb] = w[qs]
-        Q[ra, rb] = qs
-        r, c = linear_sum_assignment(W, maximize=True)
-        sel += [Q[i, j] for i, j in zip(r, c) if Q[i, j] >= 0]
-    return np.asarray(sel, np.int64)
+# Above this many passing pairs in an image (clean crowds of 24 have ~1800;
+# noise maps ~66 000) the limbs are matched by the greedy instead of exactly:
+# the graph is one giant component and its exact matching would cost seconds.
+GREEDY_ABOVE = 6000
+# Pairs weaker than this fraction of the strongest pair at either end stay out
+# of the exact matching (they are added greedily afterwards). On a network's
+# blurred maps two mediocre wrong pairs can outweigh one good pair; the exact
+# matching must only arbitrate between near-equal candidates (docs/grouping.md).
+RELATIVE_STRENGTH = 0.9
 
 
 def _hungarian(cost, n, m):
@@ -71,21 +79,80 @@ def _hungarian(cost, n, m):
     return col
 
 
-def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max: int = 40) -> np.ndarray:
+def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max: int = 40, rel: float = 0.0) -> np.ndarray:
     """One-to-one pairs per limb of maximum total weight: accepted row indices.
 
     The passing pairs of all limbs form one bipartite graph on (limb, candidate)
     keys; its connected components are matched independently. A component that
     is a single pair is taken; larger ones get an exact maximum-weight matching
-    (``_hungarian``), up to ``exact_max`` pairs; beyond that (noise) the greedy
-    by weight (the authors' rule, §5.4). Crowd case: a and a' are two persons'
-    joints of one type lying close together, b is the joint both could reach;
-    the greedy gives b to whichever scores higher and leaves a's own partner
-    unmatched, the matching keeps both persons' limbs.
+    (``_hungarian``) up to ``exact_max`` pairs; beyond that, or with more than
+    ``GREEDY_ABOVE`` pairs in all (noise), the greedy by weight (the authors' rule, §5.4). Crowd case: a and a' are two persons' joints
+    of one type lying close together and b is a joint both could reach; the
+    greedy gives b to the higher score and leaves a's own partner unmatched, the
+    matching keeps both persons' limbs.
     """
     ka = limb * num_candidates + ia
     kb = limb * num_candidates + ib + num_limbs * num_candidates
-    # components: label propagation over the pairs (a few vector passes)
+    if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
+        o = np.argsort(-w, kind="stable")
+        return o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]
+    if rel > 0:
+        # A pair takes part in the exact matching only if it is within ``rel`` of
+        # the strongest pair at both its ends; the rest join greedily afterwards.
+        nk = 2 * num_limbs * num_candidates
+        best = np.zeros(nk)
+        np.maximum.at(best, ka, w)
+        np.maximum.at(best, kb, w)
+        strong = (w >= rel * best[ka]) & (w >= rel * best[kb])
+        if not strong.all():
+            sq = np.flatnonzero(strong)
+            rows = sq[match_limbs(limb[sq], ia[sq], ib[sq], w[sq], num_limbs, num_candidates, exact_max, rel=0)]
+            used_a = np.zeros(nk, bool); used_b = np.zeros(nk, bool)
+            used_a[ka[rows]] = True; used_b[kb[rows]] = True
+            rest = np.flatnonzero(~strong & ~used_a[ka] & ~used_b[kb])
+            o = rest[np.argsort(-w[rest], kind="stable")]
+            more = o[_grouping._greedy_matching(ka[o], kb[o], nk)]
+            return np.concatenate([rows, more])
+    comp = _components(ka, kb)
+    order = np.argsort(comp, kind="stable")
+    cs = comp[order]
+    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
+    sizes = np.diff(np.r_[starts, cs.size])
+    out = [order[starts[sizes == 1]]]
+    big = []
+    kal, kbl, wl = ka.tolist(), kb.tolist(), w.tolist()
+    for lo, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
+        grp = order[lo:lo + size]
+        if size > exact_max:
+            big.append(grp)
+            continue
+        grp = grp.tolist()
+        rows, cols = {}, {}
+        for q in grp:
+            rows.setdefault(kal[q], len(rows))
+            cols.setdefault(kbl[q], len(cols))
+        flip = len(rows) > len(cols)
+        if flip:
+            rows, cols = cols, rows
+        n, m = len(rows), len(cols)
+        cost = [[1e9] * m + [0.0] * n for _ in range(n)]   # n zero-cost "unmatched" columns
+        idx = {}
+        for q in grp:
+            r, c = (rows[kbl[q]], cols[kal[q]]) if flip else (rows[kal[q]], cols[kbl[q]])
+            cost[r][c] = -wl[q]
+            idx[r, c] = q
+        sel = [idx[r, c] for r, c in enumerate(_hungarian(cost, n, m + n)) if (r, c) in idx]
+        out.append(np.asarray(sel, np.int64))
+    if big:
+        grp = np.concatenate(big)
+        o = grp[np.argsort(-w[grp], kind="stable")]
+        out.append(o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)])
+    return np.concatenate(out)
+
+
+def _components(ka, kb) -> np.ndarray:
+    """(Q,) component label of each pair of the graph with edges ka[q] - kb[q]
+    (min-label propagation with pointer jumping: a few vector passes)."""
     uk, inv = np.unique(np.concatenate([ka, kb]), return_inverse=True)
     ea, eb = inv[:ka.size], inv[ka.size:]
     lab = np.arange(uk.size)
@@ -94,101 +161,68 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
         new = lab.copy()
         np.minimum.at(new, ea, e)
         np.minimum.at(new, eb, e)
-        new = new[new]
+        while True:                      # pointer jumping
+            nxt = new[new]
+            if np.array_equal(nxt, new):
+                break
+            new = nxt
         if np.array_equal(new, lab):
-            break
+            return lab[ea]
         lab = new
-    comp = lab[ea]
-    size = np.bincount(comp, minlength=uk.size)
-    single = size[comp] == 1
-    out = [np.flatnonzero(single)]
-    multi = np.flatnonzero(~single)
-    if multi.size:
-        multi = multi[np.argsort(comp[multi], kind="stable")]
-        bounds = np.flatnonzero(np.diff(comp[multi])) + 1
-        big = []
-        for grp in np.split(multi, bounds):
-            if grp.size > exact_max:
-                big.append(grp)
-                continue
-            ra, ca = np.unique(ea[grp], return_inverse=True)
-            rb, cb = np.unique(eb[grp], return_inverse=True)
-            flip = ra.size > rb.size
-            n, m = (rb.size, ra.size) if flip else (ra.size, rb.size)
-            rows, cols = (cb, ca) if flip else (ca, cb)
-            cost = [[0.0] * (m + n) for _ in range(n)]   # n zero-cost "unmatched" columns
-            for r in range(n):
-                cost[r][m + r] = 0.0
-            big_cost = 1e9
-            for r in range(n):
-                cost[r][:m] = [big_cost] * m
-            idx = {}
-            for q, r, c in zip(grp.tolist(), rows.tolist(), cols.tolist()):
-                cost[r][c] = -float(w[q])
-                idx[r, c] = q
-            for r, c in enumerate(_hungarian(cost, n, m + n)):
-                if (r, c) in idx:
-                    out.append(np.asarray([idx[r, c]]))
-        if big:
-            grp = np.concatenate(big)
-            o = grp[np.argsort(-w[grp], kind="stable")]
-            out.append(o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)])
-    return np.concatenate(out)
 
 
-def assemble_global(sampler, types, xy, scores, spec, cfg, image_height) -> list:
+def assemble_matched(sampler, types, xy, scores, spec, cfg, image_height) -> list:
     """Candidates -> persons [(ids (J,) list, -1 empty; total score)], like ``_grouping.assemble``."""
-    import heapq
-    num_limbs, num_types = spec.num_limbs, spec.num_internal
-    limb, ia, ib, score, length, key, _ = _grouping.limb_pairs(sampler, types, xy, scores, spec, cfg,
-                                                               image_height)
+    num_limbs = spec.num_limbs
+    limb, ia, ib, score, length, key, special = _grouping.limb_pairs(
+        sampler, types, xy, scores, spec, cfg, image_height)
     if limb.size == 0:
         return []
-    rows = match_limbs(limb, ia, ib, score, num_limbs, len(types))
-    n = len(types)
-    cand = scores.tolist()
-    # clusters: members by type
-    ids = [dict() for _ in range(n)]
-    for i in range(n):
-        ids[i][int(types[i])] = i
-    mask = [1 << int(t) for t in types.tolist()]
-    total = list(cand)
-    parts = [1] * n
-    link = [dict() for _ in range(n)]
-    for a, b, s in zip(ia[rows].tolist(), ib[rows].tolist(), score[rows].tolist()):
-        link[a][b] = link[a].get(b, 0.0) + s
-        link[b][a] = link[b].get(a, 0.0) + s
-    heap = [(-w, a, b) for a in range(n) for b, w in link[a].items() if a < b]
-    heapq.heapify(heap)
-    alive = [True] * n
-    while heap:
-        w, a, b = heapq.heappop(heap)
-        if not (alive[a] and alive[b]) or link[a].get(b) != -w:
+    rows = match_limbs(limb, ia, ib, key, num_limbs, len(types), rel=RELATIVE_STRENGTH)
+    rows = rows[np.lexsort((-key[rows], limb[rows]))]   # limb-major, key-descending
+    table = np.stack([ia[rows], ib[rows], score[rows], length[rows]], axis=1)
+    bounds = np.searchsorted(limb[rows], np.arange(num_limbs + 1)).tolist()
+    conns = [table[bounds[k]:bounds[k + 1]] for k in range(num_limbs)]
+    persons = _grouping.assemble(conns, special, scores, spec, cfg, fix_tb=True, raw=True)
+    _merge_fragments(persons, ia[rows], ib[rows], score[rows], len(types))
+    return _grouping.final_filter(persons, cfg)
+
+
+def _merge_fragments(persons, ia, ib, s, n) -> None:
+    """Join persons with no keypoint type in common that accepted limbs link,
+    strongest summed link first (in place: the absorbed person gets parts = 0)."""
+    owner = [None] * n
+    for p in persons:
+        for i in p.ids:
+            if i >= 0:
+                owner[i] = p
+    links = {}
+    for a, b, w in zip(ia.tolist(), ib.tolist(), s.tolist()):
+        pa, pb = owner[a], owner[b]
+        if pa is None or pb is None or pa is pb or pa.mask & pb.mask:
             continue
-        if mask[a] & mask[b]:
+        key = (pa.seq, pb.seq) if pa.seq < pb.seq else (pb.seq, pa.seq)
+        ent = links.setdefault(key, [0.0, 0.0, pa, pb])
+        ent[0] += w
+        ent[1] = max(ent[1], w)
+    alias = {}
+
+    def live(p):
+        while p.seq in alias:
+            p = alias[p.seq]
+        return p
+
+    for total, best, pa, pb in sorted(links.values(), key=lambda e: -e[0]):
+        pa, pb = live(pa), live(pb)
+        if pa is pb or pa.mask & pb.mask:
             continue
-        # merge b into a
-        ids[a].update(ids[b])
-        mask[a] |= mask[b]
-        total[a] += total[b] + (-w)
-        parts[a] += parts[b]
-        alive[b] = False
-        del link[a][b]
-        del link[b][a]
-        for c, wc in link[b].items():
-            del link[c][b]
-            nw = link[a].get(c, 0.0) + wc
-            link[a][c] = nw
-            link[c][a] = nw
-        for c, wc in link[a].items():
-            heapq.heappush(heap, (-wc, a, c) if a < c else (-wc, c, a))
-        link[b] = {}
-    out = []
-    for p in range(n):
-        if not alive[p] or parts[p] < cfg.min_parts or total[p] / parts[p] < cfg.min_mean_score:
-            continue
-        row = [-1] * num_types
-        for t, i in ids[p].items():
-            row[t] = i
-        out.append((row, total[p]))
-    return out
+        j1, j2 = (pa, pb) if pa.seq < pb.seq else (pb, pa)
+        for t, i in enumerate(j2.ids):
+            if i >= 0:
+                j1.ids[t], j1.attach[t] = i, j2.attach[t]
+        j1.mask |= j2.mask
+        j1.parts += j2.parts
+        j1.total += j2.total + best
+        j1.longest = max(j1.longest, j2.longest)
+        j2.parts = 0
+        alias[j2.seq] = j1

@@ -126,7 +126,7 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
         conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)
         persons = _grouping.assemble(conns, special, scores, spec, cfg)
     else:
-        persons = _assembly.assemble_global(sampler, types, xy, scores, spec, cfg, image_height)
+        persons = _assembly.assemble_matched(sampler, types, xy, scores, spec, cfg, image_height)
     if not persons:
         return Poses.empty(spec.num_keypoints)
     ids = np.asarray([p[0] for p in persons], np.int64)            # (P, J)

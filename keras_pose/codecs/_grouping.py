@@ -273,8 +273,12 @@ class _Person:
         self.seq = seq         # creation order = the authors' subset order
 
 
-def assemble(conns, special, scores, spec, cfg) -> list:
+def assemble(conns, special, scores, spec, cfg, fix_tb: bool = False, raw: bool = False) -> list:
     """Greedy assembly over limbs in order (§5.5), with the authors' quirks.
+
+    ``fix_tb`` (keras_pose's "global" grouping) removes the first quirk: a person
+    matched through its tB slot also takes idA when its tA slot is empty.
+    ``raw`` returns the live ``_Person`` objects before the final filter.
 
     Returns a list of (ids (J,) int list with -1 for empty, total score) per kept
     person, in creation order. Quirks kept: a match found only through the tB
@@ -312,6 +316,14 @@ def assemble(conns, special, scores, spec, cfg) -> list:
                 continue
             if pa is None or pb is None or pa is pb:
                 j = pa or pb
+                if fix_tb and pa is None and j.ids[ta] == -1 and len_rate * j.longest > length:
+                    j.ids[ta], j.attach[ta] = ida, s
+                    j.mask |= 1 << ta
+                    j.parts += 1
+                    j.total += cand[ida] + s
+                    j.longest = max(j.longest, length)
+                    owner[ida] = j
+                    continue
                 old = j.ids[tb]
                 if old == -1 and len_rate * j.longest > length:
                     j.ids[tb], j.attach[tb] = idb, s
@@ -353,6 +365,14 @@ def assemble(conns, special, scores, spec, cfg) -> list:
             j1.total += j2.total + s
             j1.longest = max(j1.longest, length)
             j2.parts = 0  # dead: merged into j1
+    if raw:
+        return [p for p in persons if p.parts > 0]
+    return final_filter(persons, cfg)
+
+
+def final_filter(persons, cfg) -> list:
+    """Persons -> [(ids, total)] without the dead (merged) ones and those with fewer
+    than ``min_parts`` parts or a mean score below ``min_mean_score`` (§5.5)."""
     out = []
     for p in persons:
         if p.parts == 0:
