@@ -30,6 +30,7 @@ QUICKSTART = {
     "export_int8": True,
     "images_dir": None,
     "init_from": None,
+    "jit_compile": False,
     "loss": "l2",
     "lr": 0.001,
     "lr_boundaries": (21,),
