@@ -37,14 +37,15 @@ _LEGACY_KEYS = {"names", "sigmas", "flip_pairs", "skeleton", "internal_names", "
 
 
 # ------------------------------------------------------------- derived graph
-def derive_body_parts(num_points: int, edges, names=None) -> tuple:
+def derive_body_parts(num_points: int, edges, names=None, mirror=None) -> tuple:
     """Body parts from a skeleton alone: (limbs, redundant indices).
 
     The rule (``docs/keypoints.md``, "Derived body parts"):
 
     1. tree: the shortest-path (breadth-first) tree of the skeleton graph from
-       its centre (the point with the smallest eccentricity, lowest index on
-       ties), as the Simple Pose tree hangs from the neck (docs/method_bottom_up.md §1.2); limbs are
+       its centre (the point with the smallest eccentricity; on ties a point
+       that is its own mirror image, then the lowest index), as the Simple
+       Pose tree hangs from the neck (docs/method_bottom_up.md §1.2); limbs are
        listed chain by chain (depth-first over that tree), parents first, so
        grouping always extends a person it has started;
     2. redundant: the skeleton edges the tree does not use (they close
@@ -58,6 +59,7 @@ def derive_body_parts(num_points: int, edges, names=None) -> tuple:
         num_points: J points, indices 0..J-1.
         edges: (from, to) index pairs (the skeleton).
         names: optional (J,) names for error messages.
+        mirror: optional (J,) mirror image of each point (the flip map).
     Returns:
         (limbs: tuple of (from, to), redundant: tuple of indices into limbs).
     """
@@ -85,7 +87,8 @@ def derive_body_parts(num_points: int, edges, names=None) -> tuple:
         raise ValueError(f"the skeleton is not connected: {', '.join(lost)} cannot be reached "
                          f"from {name(0)}; give body_parts.limbs explicitly")
     ecc = [max(bfs(r)[0].values()) for r in range(num_points)]
-    root = int(np.argmin(ecc))
+    selfish = [mirror is not None and mirror[r] == r for r in range(num_points)]
+    root = min(range(num_points), key=lambda r: (ecc[r], not selfish[r], r))
     _, parent = bfs(root)
     children = {v: [u for u in adj[v] if parent.get(u) == v] for v in range(num_points)}
     limbs = []
@@ -193,7 +196,7 @@ def complete(spec) -> None:
                              "(the skeleton does not say how they connect)")
         to_map = [spec.internal_names.index(n) for n in spec.names]
         edges = [(to_map[a], to_map[b]) for a, b in spec.skeleton]
-        limbs, red = derive_body_parts(j, edges, spec.internal_names)
+        limbs, red = derive_body_parts(j, edges, spec.internal_names, point_flip)
         limbs, red = _mirror_closed(limbs, red, point_flip)
         set_("limbs", limbs)
         if spec.redundant_limbs is None:

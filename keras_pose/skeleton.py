@@ -53,7 +53,7 @@ class KeypointSpec:
         skeleton: keypoint index pairs drawn as lines.
         synthesized: (name, a, b) points made at the midpoint of keypoints a and b
             when both are labelled (COCO's neck from the shoulders, Simple Pose
-            Sec. 3); they exist only in the bottom-up maps.
+            docs/method_bottom_up.md §1.1); they exist only in the bottom-up maps.
         internal_names: (J,) the map order of the K keypoints and the synthesised
             points; default: keypoints, then synthesised points.
         limbs: (L,) (from, to) indices into the map order, in grouping order;

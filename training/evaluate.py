@@ -27,6 +27,8 @@ flags.DEFINE_string("model_dir", None, "Training output folder (model.keras + co
 flags.DEFINE_string("model", None, "A .keras file instead of --model_dir (needs --preset).")
 flags.DEFINE_string("preset", None, "Preset of --model (default: from config.json).")
 flags.DEFINE_enum("task", None, ["bottom_up", "top_down"], "Default: from config.json.")
+flags.DEFINE_string("keypoints", None, "Keypoint spec name or file (default: the one saved "
+                    "in config.json; COCO for --model).")
 flags.DEFINE_string("images_dir", None, "Images (default: the run's validation images).")
 flags.DEFINE_string("annotations", None, "person_keypoints JSON (default: the run's val split).")
 flags.DEFINE_string("boxes", "gt", "Top-down: 'gt' or a detections JSON (COCO results format).")
@@ -83,18 +85,21 @@ def run() -> dict:
     from keras_pose.export.tflite import load_keras_model
     from keras_pose.models import presets
     from keras_pose.train.tasks import get_task
-    from keras_pose.train.config import TrainConfig
+    from keras_pose.train.config import TrainConfig, keypoint_spec
 
     if not (F.model_dir or F.model):
         raise ValueError("give --model_dir or --model")
     config = TrainConfig.load(os.path.join(F.model_dir, "config.json")) if F.model_dir \
         else TrainConfig(preset=F.preset or "imhn_tiny")
-    config = config.replace(**{k: v for k, v in (("task", F.task), ("preset", F.preset)) if v})
+    config = config.replace(**{k: v for k, v in (("task", F.task), ("preset", F.preset),
+                                                  ("keypoints", F.keypoints)) if v})
     model, _ = load_keras_model(model_path=F.model, model_dir=F.model_dir)
-    task = get_task(config.task, presets.get_preset(config.preset), config.codec)
+    spec = keypoint_spec(config)
+    task = get_task(config.task, presets.for_spec(presets.get_preset(config.preset), spec),
+                    config.codec, spec=spec)
     annotations, images_dir = F.annotations, F.images_dir
     if not (annotations and images_dir):
-        paths = train_lib.prepare_data(config, task.input_size)
+        paths = train_lib.prepare_data(config, task.input_size, spec)
         annotations, images_dir = annotations or paths.val_annotations, images_dir or paths.val_images
     for p in (annotations, images_dir):
         if not p or not os.path.exists(p):

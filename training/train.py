@@ -8,6 +8,8 @@ pycocotools, save the model, export int8 TFLite and draw a picture.
   python training/train.py --task bottom_up --preset imhn_4s_512 --dataset coco \
       --coco_dir /data/coco --model_dir runs/imhn --epochs 100 --batch_size 32
   python training/train.py --flagfile my.flags --override lr=1e-4 --override epochs=50
+  python training/train.py --keypoints my_keypoints.json --dataset coco \
+      --annotations train.json --images_dir train/ --val_annotations val.json --val_images_dir val/
 
 Precedence: TrainConfig defaults < --config_file (JSON) < flags given on the
 command line < --override key=value. The resolved config is saved to
@@ -34,6 +36,8 @@ flags.DEFINE_enum("task", None, list(TASKS), "bottom_up (Simple Pose) or top_dow
 flags.DEFINE_string("preset", None, "Model preset (keras_pose.list_presets()).")
 flags.DEFINE_string("recipe", None, "Training recipe (keras_pose.train.recipes.list_recipes()); "
                     "default: the one the preset names.")
+flags.DEFINE_string("keypoints", None, "Keypoint spec: coco (default), crowdpose, mpii, ap10k, "
+                    "or a spec file (docs/keypoints.md); saved in the run.")
 flags.DEFINE_enum("dataset", None, ["synthetic", "coco"], "Training data.")
 flags.DEFINE_string("data_dir", None, "Folder of the synthetic dataset (generated if missing).")
 flags.DEFINE_string("coco_dir", None, "COCO root with annotations/, train2017/, val2017/.")

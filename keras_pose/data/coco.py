@@ -1,6 +1,7 @@
 """COCO person-keypoint reader: per-image records, masks and main-person samples.
 
-Shapes: N persons in an image, K = 17 COCO keypoints, H x W image pixels.
+Shapes: N persons in an image, K keypoints (the KeypointSpec's: 17 for COCO),
+H x W image pixels.
 
 Follows ``docs/method_bottom_up.md`` §2.1 (the authors' ``data/coco_masks_hdf5.py``):
 
@@ -124,8 +125,18 @@ class CocoKeypoints:
         self.main_min_area, self.main_min_keypoints = float(main_min_area), int(main_min_keypoints)
         self.annotations_path = str(annotations)
         self.images_dir = str(images_dir)
+        if spec is None:
+            from keras_pose.skeleton import COCO as spec
+        self.num_keypoints = spec.num_keypoints
         data, self.skipped = load_annotations(self.annotations_path, bad_annotations, spec,
                                               with_skipped=True)
+        for c in data.get("categories") or []:
+            # a whole file of another layout: say so, rather than skip every person
+            n = len(c.get("keypoints") or []) if isinstance(c, dict) else 0
+            if n and n != spec.num_keypoints:
+                raise ValueError(f"{self.annotations_path}: category {c.get('name', c.get('id'))!r} "
+                                 f"has {n} keypoints but the keypoint spec {spec.name!r} has "
+                                 f"{spec.num_keypoints} (--keypoints)")
         if not os.path.isdir(self.images_dir):
             raise ValueError(f"images folder not found: {self.images_dir} "
                              f"(for {self.annotations_path})")
@@ -147,7 +158,8 @@ class CocoKeypoints:
             anns = [a for a in self.coco.imgToAnns.get(img["id"], [])
                     if a.get("category_id", 1) in self._person_cats]
             self._records[img["id"]] = ImageRecord(
-                int(img["id"]), path, int(img["height"]), int(img["width"]), _persons(anns))
+                int(img["id"]), path, int(img["height"]), int(img["width"]),
+                _persons(anns, self.num_keypoints))
         if self.missing_images:
             log.warning("%s: %d of %d image files missing under %s (skipped), e.g. %s",
                         self.annotations_path, len(self.missing_images), len(data["images"]),
@@ -284,9 +296,9 @@ def _load_json(path: str) -> dict:
     return data
 
 
-def _persons(anns: list) -> Persons:
+def _persons(anns: list, k: int) -> Persons:
+    """(validated) annotations of one image -> Persons with K = k keypoints."""
     n = len(anns)
-    k = next((len(a["keypoints"]) // 3 for a in anns if a.get("keypoints")), 17)
     kp = np.zeros((n, k, 3), np.float32)
     for i, a in enumerate(anns):
         if a.get("keypoints"):

@@ -22,7 +22,8 @@ import numpy as np
 def _tree(spec):
     """(root, [(parent, child), ...] parents first) over the dataset keypoints."""
     from keras_pose.keypoint_file import derive_body_parts
-    limbs, redundant = derive_body_parts(spec.num_keypoints, spec.skeleton, spec.names)
+    limbs, redundant = derive_body_parts(spec.num_keypoints, spec.skeleton, spec.names,
+                                         spec.flip_perm.tolist())
     tree = [limbs[i] for i in range(len(limbs)) if i not in set(redundant)]
     root = tree[0][0] if tree else 0
     return root, tree

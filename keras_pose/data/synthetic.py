@@ -52,6 +52,8 @@ from keras_pose.config import Config
 from keras_pose.data import _figure as fig_mod
 from keras_pose.data import _render as rnd
 from keras_pose.data import _scene
+from keras_pose.data import _spec_map
+from keras_pose.data._spec_map import check_spec  # noqa: F401 (public: which specs map)
 from keras_pose.skeleton import COCO
 
 _SPLITS = {"train": 0, "val": 1}
@@ -194,9 +196,12 @@ def _worker_init():
 
 
 def _render_one(args):
-    seed, split, index, size, cfg_dict = args
+    seed, split, index, size, cfg_dict, spec_dict = args
     cfg = SyntheticConfig.from_dict(cfg_dict)
     image, anns = make_scene(_scene_rng(seed, split, index), size, cfg)
+    if spec_dict is not None:
+        from keras_pose.skeleton import KeypointSpec
+        anns = _spec_map.relabel_annotations(anns, KeypointSpec.from_dict(spec_dict))
     # 4:4:4 chroma: the default 4:2:0 halves colour resolution, which smears the
     # left/right colour coding of limbs only 2-3 pixels wide in small images.
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
@@ -214,10 +219,11 @@ def categories(spec=COCO) -> list:
              "skeleton": [[int(a) + 1, int(b) + 1] for a, b in spec.skeleton]}]
 
 
-def _write_split(out_dir, split, n, seed, size, cfg, num_workers, progress):
+def _write_split(out_dir, split, n, seed, size, cfg, num_workers, progress, spec=COCO):
     img_dir = os.path.join(out_dir, split)
     os.makedirs(img_dir, exist_ok=True)
-    jobs = [(seed, split, i, size, cfg.to_dict()) for i in range(n)]
+    spec_dict = None if spec == COCO else spec.to_dict()
+    jobs = [(seed, split, i, size, cfg.to_dict(), spec_dict) for i in range(n)]
     images, annotations = [], []
     pool = None
     if num_workers > 0:
@@ -248,7 +254,7 @@ def _write_split(out_dir, split, n, seed, size, cfg, num_workers, progress):
                     "version": "1.0", "split": split, "seed": int(seed),
                     "config": cfg.to_dict()},
            "licenses": [], "images": images, "annotations": annotations,
-           "categories": categories()}
+           "categories": categories(spec)}
     ann_path = os.path.join(out_dir, "annotations", f"person_keypoints_{split}.json")
     os.makedirs(os.path.dirname(ann_path), exist_ok=True)
     with open(ann_path, "w", encoding="utf-8") as fh:
@@ -258,8 +264,11 @@ def _write_split(out_dir, split, n, seed, size, cfg, num_workers, progress):
 
 def generate_dataset(out_dir, num_train: int, num_val: int, seed: int = 0,
                      image_size=(256, 256), config: SyntheticConfig | str | None = None,
-                     num_workers: int = 0, progress: bool = True) -> dict:
+                     num_workers: int = 0, progress: bool = True, spec=None) -> dict:
     """Write a synthetic COCO-format dataset and return its paths.
+
+    ``spec``: a human KeypointSpec to label the figures with (default COCO; others
+    map by name, ``check_spec``), e.g. CrowdPose or MPII.
 
     Layout: ``out_dir/{train,val}/<id:012d>.jpg`` and
     ``out_dir/annotations/person_keypoints_{train,val}.json``; image_size is (H, W)
@@ -269,6 +278,8 @@ def generate_dataset(out_dir, num_train: int, num_val: int, seed: int = 0,
     """
     cfg = get_preset(config) if isinstance(config, str) else (config or PRESETS["default"])
     cfg.validate()
+    spec = spec or COCO
+    check_spec(spec)
     size = _as_size(image_size)
     for name, v in (("num_train", num_train), ("num_val", num_val), ("num_workers", num_workers)):
         if int(v) < 0:
@@ -276,7 +287,7 @@ def generate_dataset(out_dir, num_train: int, num_val: int, seed: int = 0,
     paths = {"root": str(out_dir)}
     for split, n in (("train", num_train), ("val", num_val)):
         paths[f"{split}_images"], paths[f"{split}_annotations"] = _write_split(
-            str(out_dir), split, int(n), int(seed), size, cfg, int(num_workers), progress)
+            str(out_dir), split, int(n), int(seed), size, cfg, int(num_workers), progress, spec)
     return paths
 
 

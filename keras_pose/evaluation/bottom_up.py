@@ -63,7 +63,9 @@ def evaluate_bottom_up(model, codec, annotations, images_dir, input_height=None,
             done.extend(chunk)
         bar.update(len(ids[start:start + batch_size]))
     bar.close()
-    stats = evaluate_keypoints(results, gt, image_ids=done or ids)
+    # OKS with the spec's sigmas (pycocotools' kpt_oks_sigmas), K checked against the GT
+    stats = evaluate_keypoints(results, gt, image_ids=done or ids,
+                               sigmas=predictor.codec.spec.sigmas)
     stats.update(num_images=len(done), unreadable=unreadable, num_results=len(results))
     if results_path:
         write_results(results, results_path)

@@ -270,7 +270,9 @@ def model_config_from(config: dict, model=None):
     if not name:
         raise ValueError("QAT needs the model's builder config: export from --model_dir (its "
                          "config.json names the preset) or pass model_config=")
-    cfg = get_preset(name)
+    from keras_pose.models.presets import for_spec
+    from keras_pose.train.config import keypoint_spec
+    cfg = for_spec(get_preset(name), keypoint_spec(config))   # the head of the run's spec
     if model is not None:
         hw = tuple(int(v) for v in model.inputs[0].shape[1:3])
         if None not in hw and hw != tuple(cfg.input_size):

@@ -121,6 +121,14 @@ def build_model(config, K=None):
     raise TypeError(f"build_model: unsupported config type {type(config).__name__}")
 
 
+def for_spec(config, spec):
+    """``config`` with its head sized for a KeypointSpec: an IMHN outputs
+    ``spec.num_channels`` maps per scale, a top-down model ``spec.num_keypoints``."""
+    if isinstance(config, IMHNConfig):
+        return config.replace(out_channels=spec.num_channels)
+    return config.replace(num_keypoints=spec.num_keypoints)
+
+
 def from_preset(name: str, **overrides):
     """Build preset ``name`` as a Keras 3 model; ``overrides`` replace config fields
     (e.g. ``from_preset("fasterpose_r50_256x192", weights="imagenet", upscale=4)``)."""

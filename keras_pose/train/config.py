@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from keras_pose.checks import check_preset
 from keras_pose.config import Config
@@ -39,6 +39,9 @@ class TrainConfig(Config):
     preset: str = "imhn_tiny"
     recipe: Optional[str] = None                # keras_pose.train.recipes; None: the preset's
     # --- data
+    # Keypoint spec: a built-in name (coco, crowdpose, mpii, ap10k) or a spec file
+    # (docs/keypoints.md); the run saves the spec itself, so config.json needs no file.
+    keypoints: Optional[Union[str, dict]] = None
     dataset: str = "synthetic"                  # synthetic | coco
     data_dir: str = "runs/synthetic"            # where the synthetic set is (or is generated)
     synthetic_train_images: int = 1200
@@ -189,14 +192,35 @@ def read_descriptor(config, source: str = "config.json") -> RunDescriptor:
             raise ValueError(f"{source}: cannot read a run config ({e})") from None
     if "descriptor" in config:
         return RunDescriptor.from_dict(config["descriptor"], source)
-    from keras_pose.models.presets import get_preset  # imports Keras (model registry)
+    from keras_pose.models.presets import for_spec, get_preset  # imports Keras (model registry)
 
     cfg = TrainConfig.from_dict(config).resolved()
-    model_cfg = get_preset(cfg.preset)
+    spec = keypoint_spec(cfg)
+    model_cfg = for_spec(get_preset(cfg.preset), spec)
     if model_cfg.task != cfg.task:
         raise ValueError(f"{source}: task {cfg.task!r} does not fit preset {cfg.preset!r} "
                          f"({model_cfg.task})")
-    return describe(model_cfg, cfg.codec, preset=cfg.preset)
+    return describe(model_cfg, cfg.codec, spec=spec, preset=cfg.preset)
+
+
+def keypoint_spec(config):
+    """The KeypointSpec of a run (a TrainConfig or its config.json dict).
+
+    The ``keypoints`` field (a name, a file, or the spec dict a run saves), else
+    the run descriptor's, else the spec inside a saved codec config (runs made
+    before either), else COCO.
+    """
+    from keras_pose.skeleton import load_spec
+
+    get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k, None))
+    if get("keypoints") is not None:
+        return load_spec(get("keypoints"))
+    desc, codec = get("descriptor"), get("codec")
+    if isinstance(desc, dict) and isinstance(desc.get("keypoints"), dict):
+        return load_spec(desc["keypoints"])
+    if isinstance(codec, dict) and isinstance(codec.get("spec"), dict):
+        return load_spec(codec["spec"])
+    return load_spec(None)
 
 
 def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
@@ -236,7 +260,21 @@ def _codec_conflicts(saved, given) -> list:
     else:
         fields = given
     have = {**saved.get("config", {}), "spec": saved.get("spec")} if "config" in saved else saved
-    return [(f"codec.{k}", have.get(k), v) for k, v in sorted(fields.items()) if have.get(k) != v]
+    return [(f"codec.{k}", have.get(k), v) for k, v in sorted(fields.items())
+            if not _same(k, have.get(k), v)]
+
+
+def _same(key, a, b) -> bool:
+    """Equal values; keypoint specs compare as specs (older runs saved another dict form)."""
+    if a == b:
+        return True
+    if key == "spec" and isinstance(a, dict) and isinstance(b, dict):
+        from keras_pose.skeleton import load_spec
+        try:
+            return load_spec(a) == load_spec(b)
+        except ValueError:
+            return False
+    return False
 
 
 def resume_check(saved: TrainConfig, given: dict, where: str) -> dict:
@@ -260,6 +298,7 @@ def resume_check(saved: TrainConfig, given: dict, where: str) -> dict:
         what = "; ".join(f"{k}: saved {a!r}, asked {b!r}" for k, a, b in conflicts)
         raise ValueError(f"{where}: this run folder holds another model ({what}); resume without "
                          "those flags, or start a new run with another --model_dir")
+    # the keypoint spec is part of the codec (compared above), whatever the field holds
     return {k: (old[k], v) for k, v in given.items()
-            if k not in RUN_IDENTITY and k != "model_dir" and k in old
+            if k not in RUN_IDENTITY and k not in ("model_dir", "keypoints") and k in old
             and _plain(v) != _plain(old[k])}

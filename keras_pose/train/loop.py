@@ -33,10 +33,17 @@ class DataPaths:
     val_images: str | None
 
 
-def prepare_data(config: TrainConfig, image_size) -> DataPaths:
-    """Resolve (and for the synthetic set, generate once) the train/val files."""
+def prepare_data(config: TrainConfig, image_size, spec=None) -> DataPaths:
+    """Resolve (and for the synthetic set, generate once) the train/val files.
+
+    The synthetic set is labelled with ``spec``'s keypoints where they map onto
+    the drawn figures (``synthetic.check_spec``; COCO, CrowdPose, MPII).
+    """
     if config.dataset == "synthetic":
         from keras_pose.data import synthetic
+        from keras_pose.skeleton import COCO
+        spec = spec or COCO
+        synthetic.check_spec(spec)
         root = config.data_dir
         train_ann = os.path.join(root, "annotations", "person_keypoints_train.json")
         val_ann = os.path.join(root, "annotations", "person_keypoints_val.json")
@@ -46,6 +53,8 @@ def prepare_data(config: TrainConfig, image_size) -> DataPaths:
                 "preset": config.synthetic_preset,
                 # the preset's knobs too: a preset edited between runs regenerates the set
                 "knobs": synthetic.get_preset(config.synthetic_preset).to_dict()}
+        if spec != COCO:   # the stamps of COCO sets made before specs stay valid
+            want["keypoints"] = spec.to_dict()
         have = None
         if os.path.isfile(stamp):
             with open(stamp, encoding="utf-8") as f:
@@ -55,7 +64,7 @@ def prepare_data(config: TrainConfig, image_size) -> DataPaths:
                   f"({want['num_train']} train + {want['num_val']} val images) ...", flush=True)
             synthetic.generate_dataset(root, num_train=want["num_train"], num_val=want["num_val"],
                                        seed=want["seed"], image_size=tuple(image_size),
-                                       config=config.synthetic_preset)
+                                       config=config.synthetic_preset, spec=spec)
             atomic_write_json(stamp, want)
         return DataPaths(train_ann, os.path.join(root, "train"), val_ann, os.path.join(root, "val"))
     if config.coco_dir:
@@ -143,16 +152,20 @@ def setup(config: TrainConfig) -> Setup:
         tf.config.experimental.enable_op_determinism()
     policy = distribute.set_precision(config.mixed_precision)
     chief = distribute.is_chief()
-    model_cfg = presets.get_preset(config.preset)
-    task = tasks.get_task(config.task, model_cfg, config.codec, preset=config.preset)
-    # The full codec config keeps a resumed run identical; the descriptor is what
-    # evaluation, export and keras_pose.load read.
-    config = config.replace(codec=task.codec.get_config())
+    from keras_pose.train.config import keypoint_spec
+
+    spec = keypoint_spec(config)
+    model_cfg = presets.for_spec(presets.get_preset(config.preset), spec)
+    task = tasks.get_task(config.task, model_cfg, config.codec, preset=config.preset, spec=spec)
+    # The full codec config keeps a resumed run identical; the keypoint spec itself is
+    # saved (no file needed again); the descriptor is what evaluation, export and
+    # keras_pose.load read.
+    config = config.replace(codec=task.codec.get_config(), keypoints=spec.to_dict())
     check_resume(config)  # before anything is written: a run folder holds one model
     os.makedirs(config.model_dir, exist_ok=True)
     if chief:
         config.save(os.path.join(config.model_dir, "config.json"), descriptor=task.descriptor)
-    paths = prepare_data(config, task.input_size)
+    paths = prepare_data(config, task.input_size, spec)
     _check_paths(paths)
 
     replicas = strategy.num_replicas_in_sync
@@ -173,7 +186,7 @@ def setup(config: TrainConfig) -> Setup:
     train_ds = task.dataset(source, config, start_index=start_epoch * steps * config.batch_size)
 
     with strategy.scope():
-        model = presets.from_preset(config.preset)
+        model = presets.build_model(model_cfg)
         if config.sync_batchnorm and replicas > 1:
             model = _with_sync_batchnorm(model)
         if config.init_from:
@@ -305,6 +318,8 @@ def products(config: TrainConfig, model, val_images: str | None, input_size,
     """Quickstart extras: int8 TFLite export (validated) and an annotated picture."""
     import cv2
 
+    from keras_pose.train.config import keypoint_spec
+
     out = {}
     if not val_images or not os.path.isdir(val_images):
         return out
@@ -329,15 +344,18 @@ def products(config: TrainConfig, model, val_images: str | None, input_size,
         from keras_pose.visualize import draw_poses
 
         image = load_image(os.path.join(val_images, files[0]))
+        codec = runner.codec if runner is not None else \
+            (descriptor.build_codec() if descriptor is not None else None)
         if runner is not None:
             poses = runner(image)
         else:
             from keras_pose.inference.predictor import PosePredictor
-            poses = PosePredictor(model).predict(image)
+            poses = PosePredictor(model, codec=codec).predict(image)
         # The picture shows persons with at least 5 keypoints; the AP evaluation
         # keeps every person (COCOeval ranks them by score).
         poses = poses.select((poses.keypoints[..., 2] > 0).sum(1) >= 5)
-        canvas = draw_poses(image, poses, ids=list(range(len(poses))))
+        spec = codec.spec if codec is not None else keypoint_spec(config)
+        canvas = draw_poses(image, poses, spec, ids=list(range(len(poses))))
         big = cv2.resize(canvas, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST) \
             if max(canvas.shape[:2]) < 320 else canvas
         path = os.path.join(config.model_dir, "demo.png")
@@ -361,8 +379,9 @@ def main(config: TrainConfig) -> dict:
     if distribute.is_chief():
         cfg = TrainConfig.load(os.path.join(config.model_dir, "config.json"))
         from keras_pose.models import presets
+        from keras_pose.train.config import keypoint_spec
         input_size = presets.get_preset(cfg.preset).input_size
-        paths = prepare_data(cfg, input_size)
+        paths = prepare_data(cfg, input_size, keypoint_spec(cfg))
         if cfg.task == "bottom_up":
             descriptor = read_descriptor(os.path.join(config.model_dir, "config.json"))
             summary.update(products(cfg, model, paths.val_images, input_size, descriptor))

@@ -18,14 +18,11 @@ class BottomUpTask:
 
     name = "bottom_up"
 
-    def __init__(self, model_cfg, codec=None, preset=None):
-        _describe(self, model_cfg, codec, preset)
+    def __init__(self, model_cfg, codec=None, preset=None, spec=None):
+        _describe(self, model_cfg, codec, preset, spec)
 
     def source(self, annotations, images_dir, main_min_area=None, bad_annotations="skip"):
-        from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
-        return CocoKeypoints(annotations, images_dir,
-                             MIN_MAIN_AREA if main_min_area is None else main_min_area,
-                             bad_annotations=bad_annotations, spec=self.codec.spec)
+        return _source(self.codec.spec, annotations, images_dir, main_min_area, bad_annotations)
 
     def dataset(self, source, config, start_index: int = 0):
         from keras_pose.data.pipeline import bottom_up_dataset
@@ -46,7 +43,8 @@ class BottomUpTask:
         n = len(model.outputs)
         weights = bottom_up_loss_weights(self.model_cfg.stacks,
                                          DEFAULT_SCALE_WEIGHTS[:self.model_cfg.num_scales])
-        return [get_loss(name)] * n, weights
+        # channel weights follow the spec's layout (limbs 1, keypoints 3, mask 0.1, max 1)
+        return [get_loss(name, channel_weights=self.codec.spec.channel_weights())] * n, weights
 
     def evaluator(self, annotations, images_dir, config):
         def evaluate(model, verbose=False):
@@ -65,14 +63,11 @@ class TopDownTask:
 
     name = "top_down"
 
-    def __init__(self, model_cfg, codec=None, preset=None):
-        _describe(self, model_cfg, codec, preset)
+    def __init__(self, model_cfg, codec=None, preset=None, spec=None):
+        _describe(self, model_cfg, codec, preset, spec)
 
     def source(self, annotations, images_dir, main_min_area=None, bad_annotations="skip"):
-        from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
-        return CocoKeypoints(annotations, images_dir,
-                             MIN_MAIN_AREA if main_min_area is None else main_min_area,
-                             bad_annotations=bad_annotations, spec=self.codec.spec)
+        return _source(self.codec.spec, annotations, images_dir, main_min_area, bad_annotations)
 
     def dataset(self, source, config, start_index: int = 0):
         from keras_pose.data.topdown_pipeline import topdown_dataset
@@ -107,21 +102,36 @@ def default_task(model_cfg) -> str:
     return model_cfg.task
 
 
-def _describe(task, model_cfg, codec, preset):
+def _describe(task, model_cfg, codec, preset, spec=None):
     """The run descriptor (written once, here) and the codec built from it."""
     task.model_cfg = model_cfg
     task.input_size = tuple(model_cfg.input_size)
-    task.descriptor = describe(model_cfg, codec, preset=preset)
+    task.descriptor = describe(model_cfg, codec, spec=spec, preset=preset)
     task.codec = build_codec(task.descriptor)
+    spec = task.codec.spec
+    have, want = (model_cfg.out_channels, spec.num_channels) if model_cfg.task == "bottom_up" \
+        else (model_cfg.num_keypoints, spec.num_keypoints)
+    if have != want:
+        raise ValueError(f"the model head has {have} output channels but keypoint spec "
+                         f"{spec.name!r} needs {want} (size it with presets.for_spec)")
 
 
-def get_task(name: str, model_cfg, codec=None, preset=None):
-    """The task adapter; ``codec``: codec field overrides or a saved codec config."""
+def get_task(name: str, model_cfg, codec=None, preset=None, spec=None):
+    """The task adapter; ``codec``: codec field overrides or a saved codec config;
+    ``spec``: the KeypointSpec (default: the saved codec's, else COCO); the model
+    config's head must match it (``presets.for_spec``)."""
     tasks = {"bottom_up": BottomUpTask, "top_down": TopDownTask}
     if name not in tasks:
         raise ValueError(f"unknown task {name!r}")
     if model_cfg.task != name:
         want = "an IMHN preset" if name == "bottom_up" else "a fasterpose_* or simple_baseline_* preset"
         raise ValueError(f"task {name} needs {want}, got {type(model_cfg).__name__}")
-    return tasks[name](model_cfg, codec, preset)
+    return tasks[name](model_cfg, codec, preset, spec)
 
+
+def _source(spec, annotations, images_dir, main_min_area, bad_annotations="skip"):
+    """The COCO-format reader; its annotations are checked against the spec's K."""
+    from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
+    return CocoKeypoints(annotations, images_dir,
+                         MIN_MAIN_AREA if main_min_area is None else main_min_area,
+                         bad_annotations=bad_annotations, spec=spec)
