@@ -151,3 +151,34 @@ def test_roundtrip_ap_on_scenes_from_the_skeleton(name):
 def test_builtin_tables_are_files_of_the_documented_format():
     for name, d in keypoint_specs.BUILTIN.items():
         assert set(d) <= keypoint_file._TOP_KEYS, name
+
+
+def test_crowd_index_groups_score_their_own_images():
+    from keras_pose.data.skeleton_poses import coco_ground_truth, random_scene
+    from keras_pose.evaluation.crowd_index import evaluate_by_crowd_index
+
+    spec = load_spec("crowdpose")
+    rng = np.random.default_rng(0)
+    scenes = [random_scene(spec, rng, (256, 256), (2, 2)) for _ in range(3)]
+    gt = coco_ground_truth(spec, scenes, (256, 256))
+    for img, ci in zip(gt["images"], (0.05, 0.5, 0.9)):
+        img["crowdIndex"] = ci
+    # perfect answers on the easy and hard images, nothing on the medium one
+    results = [{"image_id": i, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": 1}
+               for i, kps in zip((1, 3), (scenes[0], scenes[2])) for kp in kps]
+    ap = evaluate_by_crowd_index(results, gt, spec.sigmas)
+    assert ap == {"AP_easy": 1.0, "AP_medium": 0.0, "AP_hard": 1.0}
+    del gt["images"][0]["crowdIndex"], gt["images"][1]["crowdIndex"], gt["images"][2]["crowdIndex"]
+    assert evaluate_by_crowd_index(results, gt, spec.sigmas) == {}
+
+
+def test_the_documented_example_file_loads(tmp_path):
+    import pathlib
+    import re
+    doc = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "keypoints.md").read_text()
+    block = re.search(r"```json\n(.*?)```", doc, re.S).group(1)
+    p = tmp_path / "quadruped.json"
+    p.write_text(block)
+    spec = load_spec(str(p))
+    assert spec.name == "quadruped" and spec.num_keypoints == 7 and spec.num_limbs > 6
+    assert roundtrip_ap(spec, num_images=2, grid=(3, 3))["AP"] >= 0.95

@@ -62,12 +62,13 @@ def test_spec_file_trains_evaluates_exports_and_runs(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["keypoints"]["name"] == "my_crowd" and config["codec"]["spec"] == config["keypoints"]
     assert load_spec(config["keypoints"]) == spec
+    assert load_spec(config["descriptor"]["keypoints"]) == spec
     ann = json.loads((tmp_path / "data" / "annotations" / "person_keypoints_val.json").read_text())
     assert ann["categories"][0]["keypoints"] == SPEC["keypoints"]
     assert all(len(a["keypoints"]) == 42 for a in ann["annotations"])
 
     side = json.loads((run / "tflite_int8" / "model.json").read_text())
-    assert load_spec(side["keypoint_spec"]) == spec
+    assert load_spec(side["descriptor"]["keypoints"]) == spec
     assert side["outputs"][0]["shape"][-1] == spec.num_channels == spec.num_limbs + 14 + 2
     assert side["validation"]["max_abs_diff"] < 0.05   # the export computes what Keras does
     assert (run / "demo.png").is_file()

@@ -12,7 +12,9 @@ r"""Evaluate a trained model with pycocotools (COCO keypoint AP/AR).
       --images_dir coco/val2017 --annotations ... --boxes dets.json
 
 Writes the COCO results JSON (--output, default <model_dir>/results.json) and
-prints the AP/AR table. --max_images for quick checks.
+prints the AP/AR table, with the run's keypoint spec (its OKS sigmas; --keypoints
+overrides). Annotation files whose images carry CrowdPose's crowdIndex also get
+AP_easy / AP_medium / AP_hard. --max_images for quick checks.
 """
 import json
 import os
@@ -112,21 +114,33 @@ def run() -> dict:
         from keras_pose.evaluation.coco_eval import print_stats
         from keras_pose.evaluation.topdown import evaluate_topdown
 
-        _, stats = evaluate_topdown(task.inference_model(model), task.codec, annotations,
-                                    images_dir, boxes=F.boxes, flip=F.flip,
-                                    score_threshold=F.box_score_threshold,
-                                    max_images=F.max_images, results_path=output)
+        results, stats = evaluate_topdown(task.inference_model(model), task.codec, annotations,
+                                          images_dir, boxes=F.boxes, flip=F.flip,
+                                          score_threshold=F.box_score_threshold,
+                                          max_images=F.max_images, results_path=output)
         print_stats(stats)
-        return stats
+        return _with_crowd_index(stats, results, annotations, task.codec.spec)
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
 
     codec = task.codec
     if F.grouping:
         codec = type(codec)(codec.config, codec.spec, grouping=F.grouping)
-    _, stats = evaluate_bottom_up(model, codec, annotations, images_dir,
-                                  input_height=F.input_height,
-                                  scales=tuple(float(s) for s in F.scales), flip=F.flip,
-                                  max_images=F.max_images, results_path=output, print_table=True)
+    results, stats = evaluate_bottom_up(model, codec, annotations, images_dir,
+                                        input_height=F.input_height,
+                                        scales=tuple(float(s) for s in F.scales), flip=F.flip,
+                                        max_images=F.max_images, results_path=output,
+                                        print_table=True)
+    return _with_crowd_index(stats, results, annotations, task.codec.spec)
+
+
+def _with_crowd_index(stats, results, annotations, spec):
+    """CrowdPose-style files (images with crowdIndex): AP per easy / medium / hard group."""
+    from keras_pose.evaluation.coco_eval import load_coco_gt
+    from keras_pose.evaluation.crowd_index import evaluate_by_crowd_index
+
+    gt = load_coco_gt(annotations)
+    ids = sorted(gt.getImgIds())[:F.max_images] if F.max_images else None   # the images run
+    stats.update(evaluate_by_crowd_index(results, gt, spec.sigmas, image_ids=ids))
     return stats
 
 
