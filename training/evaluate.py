@@ -52,6 +52,9 @@ def check_flags() -> None:
 
     checks.check_model_source(F.model, F.model_dir, need=("model.keras", "config.json"))
     checks.check_preset(F.preset)
+    if F.keypoints:
+        from keras_pose.skeleton import load_spec
+        load_spec(F.keypoints)   # a bad name or spec file: one line, before TensorFlow
     checks.check_positive(F.max_images, "--max_images")
     checks.check_positive(F.input_height, "--input_height", minimum=32)
     try:

@@ -104,6 +104,8 @@ def main(argv):
         sys.exit(f"train: unexpected arguments {' '.join(argv[1:])} (flags are --name=value)")
     try:
         config = build_config()  # no TensorFlow yet: bad flags fail in a second
+        from keras_pose.train.config import keypoint_spec
+        keypoint_spec(config)   # --keypoints: a bad name or spec file fails here, in one line
         if config.dataset == "coco" or config.annotations:
             from keras_pose.train.loop import _check_paths, prepare_data
             _check_paths(prepare_data(config, (0, 0)))
