@@ -10,7 +10,7 @@ emit float16, and squaring small heatmap errors in float16 underflows.
 
 Packing (one ``y_true`` tensor per output, so tf.data yields plain tensors):
 
-* bottom-up, (B, h, w, C + 1) = concat(heatmaps (C = 50), mask (1));
+* bottom-up, (B, h, w, C + 1) = concat(heatmaps (C = spec.num_channels, COCO 50), mask (1));
 * top-down, (B, h, w, 2K) = concat(heatmaps (K), per-joint weights (K)).
 """
 from __future__ import annotations

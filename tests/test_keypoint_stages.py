@@ -61,8 +61,8 @@ def test_task_sizes_codec_losses_and_checks_the_data(coco_synth):
     assert np.array_equal(loss.channel_weights, crowd.channel_weights())
     with pytest.raises(ValueError, match="has 50 output channels but keypoint spec 'crowdpose'"):
         get_task("bottom_up", presets.get_preset("imhn_test"), None, spec=crowd)
-    with pytest.raises(ValueError, match="persons have 17 keypoints but the keypoint spec "
-                                         "'crowdpose' has 14"):
+    with pytest.raises(ValueError, match="category 'person' has 17 keypoints but the keypoint "
+                                         "spec 'crowdpose' has 14"):
         task.source(coco_synth["train_annotations"], coco_synth["train_images"])
     mpii = load_spec("mpii")
     td = get_task("top_down", presets.for_spec(presets.get_preset("simple_baseline_tiny"), mpii),

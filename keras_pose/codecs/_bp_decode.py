@@ -1,8 +1,8 @@
 """Simple Pose decoding: stride-s maps -> persons (``docs/method_bottom_up.md`` §5.2-5.6).
 
-Shapes: an h x w x C map at stride s (C >= 48: L = 30 limbs, then J = 18
-internal keypoints), an H x W = s*h x s*w model input, P persons, K = 17 COCO
-keypoints.
+Shapes: an h x w x C map at stride s (C >= L + J: the spec's L limbs, then its
+J map points; COCO: 30 + 18), an H x W = s*h x s*w model input, P persons, K
+keypoints of the KeypointSpec (COCO: 17).
 
 Pipeline (Li et al., "Simple Pose", AAAI 2020; the authors' ``evaluate.py``):
 
@@ -101,7 +101,7 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
             the authors pass the (resized) image height. Default: s * h.
 
     Returns:
-        Poses with (P, 17, 3) keypoints [x, y, score] (score = refined peak
+        Poses with (P, K, 3) keypoints [x, y, score] (score = refined peak
         score; missing: (0, 0, 0)) and (P,) scores 1 - 1/total.
     """
     spec, cfg = codec.spec, codec.config

@@ -1,7 +1,8 @@
-"""Simple Pose ground truth: COCO keypoints -> 50 target maps, loss mask, pyramid.
+"""Simple Pose ground truth: keypoints -> C = L + J + 2 target maps, loss mask, pyramid.
 
-Shapes: N persons, K COCO keypoints (17), J internal points (18, with the neck),
-L body parts (30), an H x W input and h x w = H/s x W/s target maps (stride s).
+Shapes: N persons, K keypoints, J map points (synthesised ones included), L body
+parts, all from the KeypointSpec (COCO: 17, 18 with the neck, 30, so C = 50), an
+H x W input and h x w = H/s x W/s target maps (stride s).
 
 Follows ``docs/method_bottom_up.md`` §2.1-2.6 (Li et al., "Simple Pose", AAAI 2020, and the
 authors' ``Heatmapper``), vectorised: every keypoint window and every limb box of

@@ -1,7 +1,7 @@
 """Limb scoring and greedy person assembly with redundant limbs (``docs/method_bottom_up.md`` §5.4-5.5).
 
-Shapes: N keypoint candidates (ids 0..N-1, ordered by type), L limbs (30), Q
-candidate pairs, J internal points (18), P persons.
+Shapes: N keypoint candidates (ids 0..N-1, ordered by type), L limbs, Q
+candidate pairs, J map points (L, J from the KeypointSpec; COCO: 30, 18), P persons.
 
 ``score_limbs`` evaluates every candidate pair of every limb in one vectorised
 pass: n = min(round(|b - a| + 1), 20) points on the segment (``np.linspace``

@@ -1,6 +1,6 @@
 """Keypoint peaks at input resolution, computed from stride-s maps without upsampling them.
 
-Shapes: T keypoint types (18 internal points), an h x w map at stride s, an
+Shapes: T keypoint types (the spec's J map points; COCO: 18), an h x w map at stride s, an
 H x W = s*h x s*w input, N peaks.
 
 The authors (``docs/method_bottom_up.md`` §5.2 step 7, §5.3) upsample the stride-4 maps x4

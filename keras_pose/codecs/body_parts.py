@@ -1,6 +1,6 @@
 """BodyPartsCodec: the bottom-up (Simple Pose) representation, both directions.
 
-Encode: COCO keypoints -> the 50-channel targets at stride 4 plus the loss mask,
+Encode: keypoints -> the spec's C-channel targets (COCO: 50) at stride 4 plus the loss mask,
 and the 5-scale supervision pyramid (Li et al., AAAI 2020; ``docs/method_bottom_up.md``
 §2.3-2.6). Decode: predicted maps -> peaks -> limb scores -> greedy assembly
 with redundant limbs -> ``Poses`` (§5.2-5.6).

@@ -1,6 +1,6 @@
 """tf.data input for the bottom-up model: read -> augment -> encode -> batch -> prefetch.
 
-Shapes: B batch, H x W model input, C = spec.num_channels (50) target channels,
+Shapes: B batch, H x W model input, C = spec.num_channels (COCO: 50) target channels,
 S = codec.config.num_scales (5) supervision scales, h_j = H / 4 / 2**j.
 
 ``bottom_up_dataset`` yields ``(images, (t_0, ..., t_{S-1}))`` with images

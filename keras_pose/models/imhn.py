@@ -3,8 +3,9 @@
 Li, Su, Wang, "Simple Pose", AAAI 2020; ``docs/method_bottom_up.md`` §3. Input
 (B, H, W, 3) float32 RGB in [0, 255] (H, W multiples of 2^(order+2)); output a
 list of stacks x (order+1) float32 maps, stack-major and finest first, named
-``s{t}_x{j}``: (B, H/4/2^j, W/4/2^j, out_channels) - linear heatmaps (50
-channels: 30 body parts, 18 keypoints, person mask, max-of-keypoints).
+``s{t}_x{j}``: (B, H/4/2^j, W/4/2^j, out_channels) - linear heatmaps
+(``KeypointSpec.num_channels``; COCO: 50 = 30 body parts, 18 keypoints, person
+mask, max-of-keypoints).
 
 The reference network takes BGR in [0, 1]; ours takes RGB 0..255 and rescales
 inside the graph (house convention). Porting PyTorch weights would need the
