@@ -141,7 +141,7 @@ def test_unknown_name_and_broken_json(tmp_path):
         load_spec(str(p))
 
 
-@pytest.mark.parametrize("grouping", ["paper", "global"])
+@pytest.mark.parametrize("grouping", ["paper", "matched"])
 @pytest.mark.parametrize("name", BUILTIN)
 def test_roundtrip_ap_on_scenes_from_the_skeleton(name, grouping):
     """GT -> encode -> decode -> pycocotools AP (the spec's sigmas) on 3x3 crowds."""
