@@ -12,6 +12,7 @@ from keras_pose.train.config import TrainConfig
 # README quickstart trains and the AP it reports (docs/benchmarks.md).
 QUICKSTART = {
     "annotations": None,
+    "bad_annotations": "skip",
     "augment": {"max_rotation": 15.0, "max_shift": 16.0, "scale_max": 1.45, "scale_min": 0.6,
                 "target_dist": 0.6},
     "batch_size": 8,
@@ -31,6 +32,7 @@ QUICKSTART = {
     "images_dir": None,
     "init_from": None,
     "jit_compile": False,
+    "keypoints": None,
     "loss": "l2",
     "lr": 0.001,
     "lr_boundaries": (21,),
