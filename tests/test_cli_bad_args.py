@@ -57,6 +57,7 @@ CASES = [
     ("train", ["--task=top_down", "--loss=l2", "--preset=fasterpose_tiny"], "loss 'l2' is for the bottom-up"),
     ("train", ["--config_file={d}/a_file"], "a_file: cannot read a training config"),
     ("train", ["extra"], "unexpected arguments extra"),
+    ("train", ["--init_from={d}/none.keras"], "--init_from {d}/none.keras: not found"),
     ("evaluate", [], "give exactly one of --model"),
     ("evaluate", ["--model_dir={d}/nowhere"], "--model_dir {d}/nowhere: not found"),
     ("evaluate", ["--model_dir={d}/empty_dir"], "no model.keras or config.json (empty folder)"),
@@ -107,6 +108,7 @@ CASES = [
                          ids=[f"{c[0]}-{'_'.join(c[1]) or 'none'}"[:60] for c in CASES])
 def test_bad_arguments_fail_fast_in_one_line(env, script, args, text):
     root, e = env
+    before = _snapshot(root)
     args = [a.format(d=root) for a in args]
     res = subprocess.run([sys.executable, str(SCRIPTS[script]), *args], capture_output=True,
                          text=True, cwd=root, env=e, timeout=120)
@@ -119,3 +121,10 @@ def test_bad_arguments_fail_fast_in_one_line(env, script, args, text):
     assert len(message) == 1, err
     assert len(lines) == 1 or lines[-1] == message[0] or \
         lines[-1].startswith("Pass --helpshort"), err
+    assert _snapshot(root) == before  # nothing written, nothing changed (e.g. --output a_file)
+
+
+def _snapshot(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None
+            for p in sorted(root.rglob("*")) if "no_tf" not in p.parts
+            and "__pycache__" not in p.parts}

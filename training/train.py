@@ -106,6 +106,8 @@ def main(argv):
         config = build_config()  # no TensorFlow yet: bad flags fail in a second
         from keras_pose.train.config import keypoint_spec
         keypoint_spec(config)   # --keypoints: a bad name or spec file fails here, in one line
+        if config.init_from and not os.path.exists(config.init_from):
+            raise ValueError(f"--init_from {config.init_from}: not found")
         if config.dataset == "coco" or config.annotations:
             from keras_pose.train.loop import _check_paths, prepare_data
             _check_paths(prepare_data(config, (0, 0)))

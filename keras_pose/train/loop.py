@@ -162,9 +162,6 @@ def setup(config: TrainConfig) -> Setup:
     # keras_pose.load read.
     config = config.replace(codec=task.codec.get_config(), keypoints=spec.to_dict())
     check_resume(config)  # before anything is written: a run folder holds one model
-    os.makedirs(config.model_dir, exist_ok=True)
-    if chief:
-        config.save(os.path.join(config.model_dir, "config.json"), descriptor=task.descriptor)
     paths = prepare_data(config, task.input_size, spec)
     _check_paths(paths)
 
@@ -176,6 +173,10 @@ def setup(config: TrainConfig) -> Setup:
     min_area = (32 * 32 * (task.input_size[0] / 512) ** 2) if config.dataset == "synthetic" else None
     source = task.source(paths.train_annotations, paths.train_images, min_area,
                          config.bad_annotations)
+    # Only once the data passed its checks does the run folder get its config.
+    os.makedirs(config.model_dir, exist_ok=True)
+    if chief:
+        config.save(os.path.join(config.model_dir, "config.json"), descriptor=task.descriptor)
     steps = config.steps_per_epoch or max(1, len(source) // config.batch_size)
     # Every worker backs up its own state (a shared file system must not see two
     # writers); the chief's lives in backup/, worker i's in backup/worker_i.
@@ -215,8 +216,13 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
                                             EpochBackup, LearningRateLogger,
                                             NanGuard, TimeBudget)
     chief = distribute.is_chief()
-    eval_fn = task.evaluator(paths.val_annotations, paths.val_images, config) \
-        if paths.val_annotations and os.path.isfile(paths.val_annotations) else None
+    # The validation file is checked once here, before fit (skip or strict, like the
+    # training file), so a bad entry never surfaces from inside an epoch's evaluation.
+    eval_fn = None
+    if paths.val_annotations and os.path.isfile(paths.val_annotations):
+        from keras_pose.data.coco import load_annotations
+        val = load_annotations(paths.val_annotations, config.bad_annotations, task.codec.spec)
+        eval_fn = task.evaluator(val, paths.val_images, config)
     budget = TimeBudget(config.time_budget_s)
     eval_cb = CocoEvalCallback(eval_fn, config.eval_every, config.epochs) if eval_fn else None
     callbacks = [EpochBackup(backup_dir), NanGuard(), budget,
