@@ -61,7 +61,7 @@ def evaluate_set(codec, items, dataset):
         b = cs.breakdown(kp, poses.keypoints, _peak_xy(codec, maps))
         for key, v in b.items():
             totals[key] = totals.get(key, 0) + v
-    return {"AP": round(cs.keypoint_ap(dataset, results), 4), **totals}
+    return {"AP": round(cs.keypoint_ap(dataset, results), 5), **totals}
 
 
 def crowd_items(pool, scenes, seed):

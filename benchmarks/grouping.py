@@ -111,7 +111,7 @@ def main():
     ap.add_argument("--ref_repeats", type=int, default=1, help="timed passes for the reference")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    codec = BodyPartsCodec()
+    codec = BodyPartsCodec(grouping="paper")   # the reference is the authors' assembly
     poses = sample_poses(SAMPLE / "test_coco.json")
     if args.assemblies:
         return compare_assemblies(args, poses)

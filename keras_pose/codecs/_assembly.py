@@ -11,8 +11,9 @@ taken by the neighbour). Here:
 
 1. ``match_limbs``: each limb's connections are a maximum-weight one-to-one
    matching on the key, computed exactly (``_hungarian``) per connected
-   component of the pair graph, among the pairs within ``RELATIVE_STRENGTH`` of
-   the best pair at both ends (the rest are added greedily afterwards);
+   component of the pair graph, among the confident pairs (key >=
+   ``MIN_MATCH_KEY``, within ``RELATIVE_STRENGTH`` of the best pair at both
+   ends); the rest are added greedily afterwards;
 2. the authors' sequential assembly on those connections, with the tB-slot
    quirk fixed (a person found through its tB slot also takes idA);
 3. ``_merge_fragments``: persons with no keypoint type in common that accepted
@@ -36,6 +37,16 @@ GREEDY_ABOVE = 6000
 # blurred maps two mediocre wrong pairs can outweigh one good pair; the exact
 # matching must only arbitrate between near-equal candidates (docs/grouping.md).
 RELATIVE_STRENGTH = 0.9
+# Matching objective (see ``match_limbs``): each pair is worth CARDINALITY_BONUS
+# + GREEDY_BONUS * (chosen by the greedy) + key: more pairs win over any keys
+# (key <= ~1.1); between choices with as many pairs, totals within a few
+# hundredths are near-ties on clean maps, and the greedy's choice is kept.
+CARDINALITY_BONUS = 8.0
+GREEDY_BONUS = 0.03
+# ... and pairs with a key below this (0.5 S + 0.25 score_a + 0.25 score_b; about
+# 1 for a clean limb) too: on weak evidence the greedy is the safer rule (measured
+# on the quickstart model's maps, docs/grouping.md).
+MIN_MATCH_KEY = 0.7
 
 
 def _hungarian(cost, n, m):
@@ -79,14 +90,17 @@ def _hungarian(cost, n, m):
     return col
 
 
-def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max: int = 40, rel: float = 0.0) -> np.ndarray:
+def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max: int = 40,
+                rel: float = 0.0, floor: float = -np.inf) -> np.ndarray:
     """One-to-one pairs per limb of maximum total weight: accepted row indices.
 
     The passing pairs of all limbs form one bipartite graph on (limb, candidate)
     keys; its connected components are matched independently. A component that
     is a single pair is taken; larger ones get an exact maximum-weight matching
     (``_hungarian``) up to ``exact_max`` pairs; beyond that, or with more than
-    ``GREEDY_ABOVE`` pairs in all (noise), the greedy by weight (the authors' rule, §5.4). Crowd case: a and a' are two persons' joints
+    ``GREEDY_ABOVE`` pairs in all (noise), the greedy by weight (the authors'
+    rule, §5.4). With ``rel``/``floor`` only the confident pairs are matched
+    exactly and the rest added greedily. Crowd case: a and a' are two persons' joints
     of one type lying close together and b is a joint both could reach; the
     greedy gives b to the higher score and leaves a's own partner unmatched, the
     matching keeps both persons' limbs.
@@ -96,19 +110,22 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
         o = np.argsort(-w, kind="stable")
         return o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]
-    if rel > 0:
+    if rel > 0 or floor > -np.inf:
         # A pair takes part in the exact matching only if it is within ``rel`` of
-        # the strongest pair at both its ends; the rest join greedily afterwards.
+        # the strongest pair at both its ends and >= ``floor``; the rest join
+        # greedily afterwards.
         nk = 2 * num_limbs * num_candidates
         best = np.zeros(nk)
         np.maximum.at(best, ka, w)
         np.maximum.at(best, kb, w)
-        strong = (w >= rel * best[ka]) & (w >= rel * best[kb])
+        strong = (w >= rel * best[ka]) & (w >= rel * best[kb]) & (w >= floor)
         if not strong.all():
             sq = np.flatnonzero(strong)
-            rows = sq[match_limbs(limb[sq], ia[sq], ib[sq], w[sq], num_limbs, num_candidates, exact_max, rel=0)]
-            used_a = np.zeros(nk, bool); used_b = np.zeros(nk, bool)
-            used_a[ka[rows]] = True; used_b[kb[rows]] = True
+            rows = sq[match_limbs(limb[sq], ia[sq], ib[sq], w[sq], num_limbs, num_candidates, exact_max)]
+            used_a = np.zeros(nk, bool)
+            used_b = np.zeros(nk, bool)
+            used_a[ka[rows]] = True
+            used_b[kb[rows]] = True
             rest = np.flatnonzero(~strong & ~used_a[ka] & ~used_b[kb])
             o = rest[np.argsort(-w[rest], kind="stable")]
             more = o[_grouping._greedy_matching(ka[o], kb[o], nk)]
@@ -120,7 +137,17 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     sizes = np.diff(np.r_[starts, cs.size])
     out = [order[starts[sizes == 1]]]
     big = []
-    kal, kbl, wl = ka.tolist(), kb.tolist(), w.tolist()
+    # Objective: most pairs first (the matching steps in where it connects joints
+    # the greedy leaves unconnected: an augmenting path), then total key with a
+    # small bonus for the greedy's pairs: where both choices connect every joint
+    # (two persons' limbs crossing, "parallel" vs "crossed" pairs, totals within
+    # 0.002-0.012 on clean maps) the greedy's strongest-first choice was right
+    # more often (measured on the synthetic val set, docs/grouping.md).
+    o = np.argsort(-w, kind="stable")
+    greedy = np.zeros(w.size)
+    greedy[o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]] = 1.0
+    score = (CARDINALITY_BONUS + GREEDY_BONUS * greedy + w).tolist()
+    kal, kbl, wl = ka.tolist(), kb.tolist(), score
     for lo, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
         grp = order[lo:lo + size]
         if size > exact_max:
@@ -178,7 +205,8 @@ def assemble_matched(sampler, types, xy, scores, spec, cfg, image_height) -> lis
         sampler, types, xy, scores, spec, cfg, image_height)
     if limb.size == 0:
         return []
-    rows = match_limbs(limb, ia, ib, key, num_limbs, len(types), rel=RELATIVE_STRENGTH)
+    rows = match_limbs(limb, ia, ib, key, num_limbs, len(types), rel=RELATIVE_STRENGTH,
+                       floor=MIN_MATCH_KEY)
     rows = rows[np.lexsort((-key[rows], limb[rows]))]   # limb-major, key-descending
     table = np.stack([ia[rows], ib[rows], score[rows], length[rows]], axis=1)
     bounds = np.searchsorted(limb[rows], np.arange(num_limbs + 1)).tolist()
