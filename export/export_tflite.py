@@ -56,6 +56,8 @@ def check_flags() -> None:
         if len(hw) != 2 or min(hw) < 1:
             raise ValueError(f"--input_size {','.join(FLAGS.input_size)}: expected H,W "
                              "(two positive integers)")
+    if FLAGS.io_dtype not in (None, "float32") and FLAGS.quantize not in ("int8", "qat"):
+        raise ValueError(f"--io_dtype {FLAGS.io_dtype} needs --quantize int8 or qat")
     source = FLAGS.calibration_source
     if source == "images":
         if not FLAGS.calibration_dir:

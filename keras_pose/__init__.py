@@ -20,7 +20,7 @@ _LAZY = {
     "BodyPartsCodec": "keras_pose.codecs",
     "HeatmapCodec": "keras_pose.codecs",
     "from_preset": "keras_pose.models.presets",
-    "list_presets": "keras_pose.models.presets",
+    "list_presets": "keras_pose.checks",  # the TF-free name list
     "PosePredictor": "keras_pose.inference",
     "TFLiteRunner": "keras_pose.inference",
 }

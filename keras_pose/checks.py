@@ -19,6 +19,11 @@ PRESET_NAMES = (
 )
 
 
+def list_presets() -> list:
+    """Names of all model presets, sorted (``keras_pose.list_presets``; no TensorFlow)."""
+    return list(PRESET_NAMES)
+
+
 def check_preset(name, flag: str = "--preset") -> None:
     """``name`` is a known preset (``None`` passes: the caller's default applies)."""
     if name is not None and name not in PRESET_NAMES:

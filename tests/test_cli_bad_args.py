@@ -84,6 +84,8 @@ CASES = [
     ("export", ["--model={d}/model.keras", "--output={d}/out", "--calibration_source={d}/nowhere"],
      "calibration folder not found"),
     ("export", ["--model={d}/model.keras"], "--output"),
+    ("export", ["--model={d}/model.keras", "--output={d}/out", "--io_dtype=uint8"],
+     "--io_dtype uint8 needs --quantize int8 or qat"),
     ("benchmark", ["--model={d}/model.tflite", "--runs=0"], "--runs 0: must be >= 1"),
     ("benchmark", ["--model={d}/model.tflite", "--num_threads=0"], "--num_threads 0: must be >= 1"),
     ("benchmark", ["--model={d}/model.tflite", "--warmup=-1"], "--warmup -1: must be >= 0"),
@@ -128,3 +130,18 @@ def _snapshot(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None
             for p in sorted(root.rglob("*")) if "no_tf" not in p.parts
             and "__pycache__" not in p.parts}
+
+
+def test_preset_names_are_listed_without_tensorflow():
+    code = ("import sys, keras_pose; names = keras_pose.list_presets(); "
+            "assert 'imhn_tiny' in names and names == sorted(names), names; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print(len(names))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_the_name_list_matches_the_preset_table():
+    from keras_pose.checks import PRESET_NAMES
+    from keras_pose.models import presets
+    assert tuple(presets.list_presets()) == PRESET_NAMES
