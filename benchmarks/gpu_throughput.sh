@@ -8,14 +8,15 @@
 # OUT_DIR receives one JSON per throughput run, train_run.json, log.txt and
 # summary.json (everything, plus what was skipped or failed, and a Markdown table).
 # Throughput runs go in priority order while their share of the budget lasts (the training
-# run's share is kept for it); a run that would not fit is listed as skipped.
+# run's share is kept for it); a run that would not start in time is listed as skipped, one
+# stopped when the share ran out as timed_out.
 # Environment:
 #   GPU_BENCH_SMOKE=1         CPU miniature of the same logic: tiny presets, few steps,
 #                             no install, no GPU needed (docs/gpu.md)
-#   GPU_BENCH_BUDGET_S=480    whole-script budget in seconds, install included
+#   GPU_BENCH_BUDGET_S=480    whole-script budget in seconds, install included (smoke: 600)
 #   GPU_BENCH_SKIP_INSTALL=1  never pip-install the gpu extra
-# Exit status: 0 when the training loss fell and no run failed; 1 otherwise; 2 when
-# set-up failed (no GPU, install failed).
+# Exit status: 0 when the training loss fell and no run crashed (skipped or timed-out runs
+# are reported, not errors); 1 otherwise; 2 when set-up failed (no GPU, install failed).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 OUT=${1:-runs/gpu_throughput}
@@ -25,7 +26,6 @@ LOG=$OUT/log.txt
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 PY=${PYTHON:-python}
 START=$(date +%s)
-BUDGET=${GPU_BENCH_BUDGET_S:-480}
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
 say() { echo "[$(($(date +%s) - START)) s] $*" | tee -a "$LOG"; }
@@ -34,13 +34,13 @@ if [[ ${GPU_BENCH_SMOKE:-0} == 1 ]]; then
   BIG=imhn_test B1=2 B2=4 TD=fasterpose_tiny TDB=4 MOBILE=imhn_test
   STEPS=(--steps 3 --warmup_steps 1) IMAGES=16
   TRAIN_ARGS=(--epochs 4 --steps_per_epoch 6 --batch_size 4 --time_budget_s 0)
-  TRAIN_RESERVE=${GPU_BENCH_TRAIN_RESERVE_S:-150} MIN_RUN=20
+  BUDGET=${GPU_BENCH_BUDGET_S:-600} TRAIN_RESERVE=${GPU_BENCH_TRAIN_RESERVE_S:-240} MIN_RUN=60
 else
   BIG=imhn_4s_512 B1=16 B2=32 TD=fasterpose_r50_256x192 TDB=128 MOBILE=imhn_mobile
-  STEPS=(--steps 20 --warmup_steps 3) IMAGES=256
+  STEPS=(--steps 20 --warmup_steps 3) IMAGES=128
   # imhn_mobile's recipe (SGD, focal L2, mixed_float16 on a GPU), stopped after 180 s.
   TRAIN_ARGS=(--epochs 1000 --steps_per_epoch 50 --time_budget_s 180)
-  TRAIN_RESERVE=${GPU_BENCH_TRAIN_RESERVE_S:-250} MIN_RUN=45
+  BUDGET=${GPU_BENCH_BUDGET_S:-480} TRAIN_RESERVE=${GPU_BENCH_TRAIN_RESERVE_S:-250} MIN_RUN=60
   HAS_GPU="import sys, tensorflow as tf; sys.exit(not tf.config.list_physical_devices('GPU'))"
   if ! $PY -c "$HAS_GPU" >>"$LOG" 2>&1; then
     if [[ ${GPU_BENCH_SKIP_INSTALL:-0} == 1 ]]; then
@@ -54,7 +54,7 @@ else
 fi
 say "output in $OUT; budget ${BUDGET} s (${TRAIN_RESERVE} s kept for the training run)"
 
-FAILED=() SKIPPED=()
+FAILED=() SKIPPED=() TIMED_OUT=()
 throughput() {  # name preset batch precision xla(on|off)
   local name=$1 preset=$2 batch=$3 precision=$4 xla=$5
   local left=$((START + BUDGET - TRAIN_RESERVE - $(date +%s)))
@@ -69,8 +69,10 @@ throughput() {  # name preset batch precision xla(on|off)
   if ((rc == 0)) && tail -n 1 "$DATA/stdout" | $PY -c "import json,sys; json.loads(sys.stdin.read())" 2>/dev/null; then
     tail -n 1 "$DATA/stdout" >"$OUT/$name.json"
     say "  $(tail -n 1 "$DATA/stdout" | cut -c1-200)"
+  elif ((rc == 124)); then
+    say "  $name stopped: the throughput share of the budget ran out"; TIMED_OUT+=("$name")
   else
-    say "  $name failed (exit $rc; 124: out of time)"; FAILED+=("$name")
+    say "  $name failed (exit $rc; see $LOG)"; FAILED+=("$name")
   fi
 }
 
@@ -96,11 +98,12 @@ timeout "$((left > 30 ? left : 30))" $PY training/train.py --preset "$MOBILE" \
 train_rc=$?
 say "training exit $train_rc"
 
-$PY - "$OUT" "$DATA/train" "$train_rc" "${FAILED[*]:-}" "${SKIPPED[*]:-}" <<'EOF' | tee -a "$LOG"
+$PY - "$OUT" "$DATA/train" "$train_rc" "${FAILED[*]:-}" "${SKIPPED[*]:-}" "${TIMED_OUT[*]:-}" \
+  <<'EOF' | tee -a "$LOG"
 """Checks the training run's loss and writes summary.json with a Markdown table."""
 import csv, json, os, sys
 
-out, train_dir, train_rc, failed, skipped = sys.argv[1:]
+out, train_dir, train_rc, failed, skipped, timed_out = sys.argv[1:]
 runs = []
 for name in sorted(os.listdir(out)):
     if name.endswith(".json") and name not in ("summary.json", "train_run.json"):
@@ -131,13 +134,13 @@ for r in sorted(runs, key=lambda r: (r["preset"], r["batch_size"], r["precision"
                 f"{r['step_ms_median']} | {r['first_step_s']} | {r['peak_mb']} |")
 device = runs[0]["device"] if runs else None
 summary = {"device": device, "runs": runs, "train": train, "failed": failed.split(),
-           "skipped": skipped.split(), "table": "\n".join(rows)}
+           "timed_out": timed_out.split(), "skipped": skipped.split(), "table": "\n".join(rows)}
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
 print("\n".join(rows))
 print("device:", json.dumps(device))
 print("training:", json.dumps(train))
-print("failed:", failed or "none", "| skipped:", skipped or "none")
+print("failed:", failed or "none", "| timed out:", timed_out or "none", "| skipped:", skipped or "none")
 sys.exit(0 if train["loss_fell"] and not failed else 1)
 EOF
 status=$?

@@ -1,7 +1,7 @@
 """Training throughput of a preset: images per second of ``model.fit`` steps, and peak memory.
 
 What is timed is a real training run's set-up, ``keras_pose.train.loop.setup``: the
-preset's model, its recipe's optimizer and losses (``TrainConfig.resolved``), the
+preset's model, its recipe's optimizer and losses (``keras_pose.train.recipes``), the
 precision policy and ``jit_compile`` (XLA) as ``training/train.py`` sets them, and the
 task's tf.data pipeline (reading, augmentation, target encoding) over a synthetic set
 generated at the preset's input size into a temporary folder. ``fit`` runs
@@ -97,12 +97,12 @@ def measure(args, work_dir: str) -> dict:
     import numpy as np
 
     from keras_pose.models import presets
-    from keras_pose.train import loop, tasks
+    from keras_pose.train import loop, recipes
     from keras_pose.train.config import TrainConfig
 
-    model_cfg = presets.get_preset(args.preset)
+    recipe = presets.preset_recipe(args.preset)
     config = TrainConfig(
-        task=tasks.default_task(model_cfg), preset=args.preset, dataset="synthetic",
+        task=recipes.get_recipe(recipe).task, preset=args.preset, dataset="synthetic",
         data_dir=args.data_dir or os.path.join(work_dir, "data"),
         synthetic_train_images=args.images or max(64, 2 * args.batch_size),
         synthetic_val_images=0, model_dir=os.path.join(work_dir, "run"),
@@ -122,7 +122,7 @@ def measure(args, work_dir: str) -> dict:
     return {
         "preset": args.preset, "task": r.task, "input_size": list(s.task.input_size),
         "batch_size": args.batch_size, "precision": s.policy, "jit_compile": args.jit_compile,
-        "optimizer": r.optimizer, "loss": r.loss,
+        "recipe": recipe, "optimizer": r.optimizer, "loss": r.loss,
         "images_per_s": round(args.batch_size / median, 2),
         "images_per_s_per_device": round(args.batch_size / median / s.strategy.num_replicas_in_sync, 2),
         "step_ms_median": round(1000 * median, 1),

@@ -97,11 +97,6 @@ class TopDownTask:
         return evaluate
 
 
-def default_task(model_cfg) -> str:
-    """The task a preset's model is trained for (its config names it)."""
-    return model_cfg.task
-
-
 def _describe(task, model_cfg, codec, preset, spec=None):
     """The run descriptor (written once, here) and the codec built from it."""
     task.model_cfg = model_cfg
