@@ -1,4 +1,4 @@
-"""Image loading (and its one-line error) and atomic file writes, below ``data/`` and ``inference/``.
+"""Image loading (with its one-line error) and atomic file writes, below data/ and inference/.
 
 Images are RGB uint8 (H, W, 3) everywhere in keras_pose.
 

@@ -53,8 +53,10 @@ CASES = [
     ("train", ["--override=nope=1"], "override 'nope' is not a TrainConfig field"),
     ("train", ["--override=lr"], "is not of the form key=value"),
     ("train", ["--dataset=coco"], "dataset=coco needs --coco_dir"),
-    ("train", ["--dataset=coco", "--coco_dir={d}/nowhere"], "person_keypoints_train2017.json: not found"),
-    ("train", ["--task=top_down", "--loss=l2", "--preset=fasterpose_tiny"], "loss 'l2' is for the bottom-up"),
+    ("train", ["--dataset=coco", "--coco_dir={d}/nowhere"],
+     "person_keypoints_train2017.json: not found"),
+    ("train", ["--task=top_down", "--loss=l2", "--preset=fasterpose_tiny"],
+     "loss 'l2' is for the bottom-up"),
     ("train", ["--config_file={d}/a_file"], "a_file: cannot read a training config"),
     ("train", ["extra"], "unexpected arguments extra"),
     ("train", ["--init_from={d}/none.keras"], "--init_from {d}/none.keras: not found"),
@@ -68,11 +70,13 @@ CASES = [
     ("evaluate", ["--model={d}/model.keras", "--scales=a"], "--scales a: not numbers"),
     ("evaluate", ["--model={d}/model.keras", "--output={d}/empty_dir"], "is a folder; give a file"),
     ("evaluate", ["--model={d}/model.keras", "--annotations={d}/no.json"], "--annotations"),
-    ("export", ["--model={d}/model.keras", "--output={d}/a_file"], "--output {d}/a_file: is a file"),
+    ("export", ["--model={d}/model.keras", "--output={d}/a_file"],
+     "--output {d}/a_file: is a file"),
     ("export", ["--model_dir={d}/empty_dir", "--output={d}/out"],
      "no model.keras or config.json (empty folder)"),
     ("export", ["--model={d}/lone/model.keras", "--output={d}/out"], "no config.json beside it"),
-    ("export", ["--model={d}/missing.keras", "--output={d}/out"], "--model {d}/missing.keras: not found"),
+    ("export", ["--model={d}/missing.keras", "--output={d}/out"],
+     "--model {d}/missing.keras: not found"),
     ("export", ["--model={d}/model.keras", "--output={d}/out", "--calibration_images=0"],
      "--calibration_images 0: must be >= 1"),
     ("export", ["--model={d}/model.keras", "--output={d}/out", "--keep_stacks=0"],
@@ -98,7 +102,8 @@ CASES = [
      "--max_frames 0: must be >= 1"),
     ("demo", ["--model={d}/missing.tflite", "--input=x.png", "--output=o.png"], "missing.tflite"),
     ("convert", ["--checkpoint={d}/nowhere.pth", "--model_dir={d}/out"], "nowhere.pth: not found"),
-    ("convert", ["--checkpoint={d}/ckpt.pth", "--model_dir={d}/a_file"], "--model_dir {d}/a_file: is a file"),
+    ("convert", ["--checkpoint={d}/ckpt.pth", "--model_dir={d}/a_file"],
+     "--model_dir {d}/a_file: is a file"),
     ("convert", ["--checkpoint={d}/ckpt.pth", "--model_dir={d}/out", "--input_size=100"],
      "--input_size 100 must be a positive multiple of 64"),
     ("convert", ["--checkpoint={d}/ckpt.pth", "--model_dir={d}/out", "--keep_stacks=0"],
@@ -135,7 +140,8 @@ def _snapshot(root):
 def test_preset_names_are_listed_without_tensorflow():
     code = ("import sys, keras_pose; names = keras_pose.list_presets(); "
             "assert 'imhn_tiny' in names and names == sorted(names), names; "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; print(len(names))")
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
+            "print(len(names))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -1,8 +1,8 @@
 """Fuzz both decoders: any map of a legal shape decodes, in bounded time; a wrong shape is refused.
 
 Seeded: random, constant, sparse-peak, negative, huge, tiny and NaN/inf maps of
-every legal shape (1 x 1 up to 40 x 40 cells for the body-part codec, 3 x 3 and up for the heatmap codec; the minimal and the full channel
-count for the body-part codec; single and batched, any K, for the heatmap codec).
+every legal shape (body-part codec: 1 x 1 up to 40 x 40 cells, the minimal and the
+full channel count; heatmap codec: its map sizes from 3 x 3, single and batched, any K).
 The body-part codec refuses non-finite and absurdly large (|v| > 1e6) maps with a
 one-line ValueError (a broken model output must not be decoded into persons);
 everything else must return valid, finite poses. Whole file well under 60 s.
