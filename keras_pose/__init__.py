@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "KeypointSpec": "keras_pose.skeleton",
     "COCO": "keras_pose.skeleton",
+    "load_spec": "keras_pose.skeleton",
     "Poses": "keras_pose.structures",
     "BodyPartsCodec": "keras_pose.codecs",
     "HeatmapCodec": "keras_pose.codecs",

@@ -194,3 +194,19 @@ def test_the_documented_example_file_loads(tmp_path):
     spec = load_spec(str(p))
     assert spec.name == "quadruped" and spec.num_keypoints == 7 and spec.num_limbs > 6
     assert roundtrip_ap(spec, num_images=2, grid=(3, 3))["AP"] >= 0.95
+
+
+def test_several_categories_are_scored_category_agnostic():
+    """AP-10K labels species as categories; predictions carry none (category_id 1)."""
+    from keras_pose.data.skeleton_poses import coco_ground_truth, random_scene
+    from keras_pose.evaluation.coco_eval import evaluate_keypoints
+
+    spec = load_spec("ap10k")
+    scenes = [random_scene(spec, np.random.default_rng(3), (256, 256), (2, 2))]
+    gt = coco_ground_truth(spec, scenes, (256, 256))
+    gt["categories"].append(dict(gt["categories"][0], id=2, name="cat"))
+    for a in gt["annotations"][::2]:
+        a["category_id"] = 2
+    results = [{"image_id": 1, "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": 1}
+               for kp in scenes[0]]
+    assert evaluate_keypoints(results, gt, sigmas=spec.sigmas)["AP"] == 1.0

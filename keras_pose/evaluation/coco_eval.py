@@ -149,6 +149,17 @@ def _num_keypoints(gt, sigmas) -> int:
     return 17
 
 
+def _pooled(gt, results, quiet):
+    """One category for all: several keypoint categories of one layout (AP-10K's
+    species) are scored class-agnostic, since our results carry no class
+    (pycocotools' computeOks ignores ``useCats = 0``, so the labels are merged)."""
+    cat = min(gt.getCatIds())
+    pooled = dict(gt.dataset)
+    pooled["annotations"] = [dict(a, category_id=cat) for a in gt.dataset["annotations"]]
+    pooled["categories"] = [c for c in gt.dataset["categories"] if c["id"] == cat]
+    return load_coco_gt(pooled, quiet), [dict(r, category_id=cat) for r in results]
+
+
 def _empty_detections(gt):
     """A results COCO with no detections (pycocotools' loadRes fails on [])."""
     from pycocotools.coco import COCO
@@ -191,6 +202,8 @@ def evaluate_keypoints(results, coco_gt_or_annotation_path, image_ids=None,
         missing = sorted(set(image_ids) - set(gt.getImgIds()))
         if missing:
             raise ValueError(f"image_ids not in the ground truth: {missing[:5]}")
+    if len(gt.getCatIds()) > 1:
+        gt, results = _pooled(gt, results, quiet)
     with _maybe_quiet(quiet):
         dt = gt.loadRes(results) if results else _empty_detections(gt)
         ev = COCOeval(gt, dt, iouType="keypoints")
