@@ -7,6 +7,9 @@ r"""Evaluate a trained model with pycocotools (COCO keypoint AP/AR).
       --annotations coco/annotations/person_keypoints_val2017.json --scales 1,1.5 --flip
   # the same with the other person assembly (docs/grouping.md)
   python training/evaluate.py --model_dir runs/imhn ... --grouping paper
+  # the Simple Pose authors' test protocol (5 scales at 512 + flip, fused at full resolution)
+  python training/evaluate.py --model_dir runs/paper --protocol paper --images_dir coco/val2017 \
+      --annotations coco/annotations/person_keypoints_val2017.json
   # top-down from detector boxes (or --boxes gt)
   python training/evaluate.py --model_dir runs/fp --task top_down \
       --images_dir coco/val2017 --annotations ... --boxes dets.json
@@ -40,6 +43,10 @@ flags.DEFINE_integer("input_height", None, "Bottom-up letterbox height for model
 flags.DEFINE_boolean("flip", False, "Average with the mirrored image.")
 flags.DEFINE_enum("grouping", None, ["paper", "matched"],
                   "Bottom-up person assembly (docs/grouping.md); default: the run's codec.")
+flags.DEFINE_enum("protocol", "default", ["default", "paper"],
+                  "Bottom-up test protocol: 'paper' = the authors' (input height 512, scales "
+                  "0.5,1,1.5,2,3, flip, scales fused at full image resolution); --scales, "
+                  "--flip and --input_height given explicitly override it.")
 flags.DEFINE_integer("max_images", None, "Evaluate only the first N images.")
 flags.DEFINE_string("output", None, "Results JSON path.")
 flags.DEFINE_enum("bad_annotations", "skip", ["skip", "strict"],
@@ -124,13 +131,19 @@ def run() -> dict:
         print_stats(stats)
         return _with_crowd_index(stats, results, annotations, task.codec.spec)
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
+    from keras_pose.inference.predictor import PosePredictor, protocol_options
 
     codec = task.codec
     if F.grouping:
         codec = type(codec)(codec.config, codec.spec, grouping=F.grouping)
-    results, stats = evaluate_bottom_up(model, codec, annotations, images_dir,
-                                        input_height=F.input_height,
-                                        scales=tuple(float(s) for s in F.scales), flip=F.flip,
+    given = {"input_height": F.input_height,
+             "scales": tuple(float(s) for s in F.scales) if F["scales"].present else None,
+             "flip": F.flip if F["flip"].present else None, "grouping": F.grouping}
+    opts = protocol_options(F.protocol, **given)
+    opts.setdefault("scales", tuple(float(s) for s in F.scales))
+    opts.setdefault("flip", F.flip)
+    predictor = PosePredictor(model, codec=codec, **opts)
+    results, stats = evaluate_bottom_up(predictor, codec, annotations, images_dir,
                                         max_images=F.max_images, results_path=output,
                                         print_table=True)
     return _with_crowd_index(stats, results, annotations, task.codec.spec)

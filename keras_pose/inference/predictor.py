@@ -11,6 +11,7 @@ different scales are resampled into the frame of scale 1.0 before averaging.
 from __future__ import annotations
 
 import collections
+import copy
 import re
 import time
 
@@ -22,9 +23,31 @@ from keras_pose.geometry import letterbox, letterbox_geometry, letterbox_to, res
 from keras_pose.io import load_image
 from keras_pose.structures import Poses, invert_affine
 
-__all__ = ["PosePredictor", "decode_to_original"]
+__all__ = ["PosePredictor", "decode_to_original", "PROTOCOLS", "protocol_options"]
 
 _OUTPUT_NAME = re.compile(r"^s(\d+)_x(\d+)$")
+# Test-time protocols: predictor options by name. "paper" is the authors' evaluation
+# (Li et al., AAAI 2020; docs/paper_model.md): their height rule with a 512 px box
+# and the scale search 0.5-3 of their published test-dev result, flip, and the
+# maps of every scale brought to the original image (x stride bicubic, padding
+# cropped, bicubic resize) and averaged there, then decoded at full resolution
+# with their person assembly.
+PROTOCOLS = {
+    "default": {},
+    "paper": {"input_height": 512, "scales": (0.5, 1.0, 1.5, 2.0, 3.0), "flip": True,
+              "fuse_at": "image", "multiple": 64, "pad_value": 128, "grouping": "paper"},
+}
+FUSE_AT = ("map", "image")
+
+
+def protocol_options(name: str, **overrides) -> dict:
+    """PosePredictor keyword options of protocol ``name``, with ``overrides``
+    (``None`` values are ignored, so absent flags keep the protocol's)."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
+    return {**PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None}}
+
+
 _CHUNK_IMAGES = 16  # images per model.predict round in predict(list): bounds memory
 _MAX_PREDICT_FNS = 32  # traced predict functions kept (one per letterboxed input size)
 
@@ -109,6 +132,15 @@ class PosePredictor:
         scales: multipliers of ``input_height``, averaged (§5.2 step 9).
         flip: also run the mirrored image and fuse (§5.2 step 6).
         multiple: pad to multiples of this (64: the coarsest output is /64).
+        pad_value: grey level of the padding (the authors' 128).
+        fuse_at: where scales are averaged and decoded. "map": in the stride-s
+            map frame of scale 1.0 (fast). "image": each scale's maps are
+            upsampled x stride (bicubic), cropped to the image and resized to
+            the original image size, averaged there and decoded at full
+            resolution - the authors' evaluation (§5.2 steps 7-9).
+            ``protocol_options("paper")`` gives all of their settings.
+        grouping: decode with this person assembly instead of the codec's
+            ("paper": the authors', "matched": keras_pose's; docs/grouping.md).
         batch_size: images per ``model.predict`` batch.
 
     After each ``predict``/``maps`` call, ``last_timing`` holds the seconds
@@ -118,15 +150,27 @@ class PosePredictor:
 
     def __init__(self, model, codec=None, input_height: int | None = None,
                  scales=(1.0,), flip: bool = False, multiple: int = 64,
-                 pad_value: int = 128, batch_size: int = 8):
+                 pad_value: int = 128, batch_size: int = 8, fuse_at: str = "map",
+                 grouping: str | None = None):
         self.codec = codec if codec is not None else BodyPartsCodec()
         if not isinstance(self.codec, BodyPartsCodec):
             raise NotImplementedError(
                 f"PosePredictor decodes bottom-up maps with a BodyPartsCodec, got "
                 f"{type(self.codec).__name__}: top-down models need "
                 "keras_pose.inference.TopDownPredictor")
+        if grouping is not None and grouping != self.codec.config.grouping:
+            self.codec = copy.copy(self.codec)
+            self.codec.config = self.codec.config.replace(grouping=grouping)
         self.spec = self.codec.spec
         self.stride = int(self.codec.config.stride)
+        if fuse_at not in FUSE_AT:
+            raise ValueError(f"fuse_at must be one of {', '.join(FUSE_AT)}, got {fuse_at!r}")
+        self.fuse_at = fuse_at
+        # Full-resolution maps are decoded by the same codec at stride 1.
+        self._image_codec = None
+        if fuse_at == "image":
+            self._image_codec = copy.copy(self.codec)
+            self._image_codec.config = self.codec.config.replace(stride=1)
         self.scales = tuple(float(s) for s in np.atleast_1d(scales))
         if not self.scales or min(self.scales) <= 0:
             raise ValueError(f"scales must be positive, got {scales}")
@@ -249,7 +293,9 @@ class PosePredictor:
         maps are at stride s in the scale-1.0 letterbox frame of each image,
         M is that frame's original -> input affine and content_hw the size of
         the image inside it (input pixels). Inputs of equal padded size share a
-        ``model.predict`` batch (with their mirrors when ``flip``).
+        ``model.predict`` batch (with their mirrors when ``flip``). With
+        ``fuse_at="image"`` the maps are at stride 1 in original image pixels
+        (M the identity, content_hw the image size).
         """
         self.last_timing = {}
         t = time.perf_counter()
@@ -292,6 +338,10 @@ class PosePredictor:
                     maps = np.asarray(self.codec.fuse_flip(maps, out[k * n + 1]), np.float32)
                 per_image[i].append((maps, m))
             t = self._tick("fuse", t)
+        if self.fuse_at == "image":
+            results = [self._fuse_in_image(img, scale_maps) for img, scale_maps in zip(imgs, per_image)]
+            self._tick("fuse", t)
+            return results
         results = []
         for img, scale_maps in zip(imgs, per_image):
             content, ref_hw, m_ref = self._frame(img.shape, 1.0)
@@ -303,13 +353,29 @@ class PosePredictor:
         self._tick("fuse", t)
         return results
 
+    def _fuse_in_image(self, img, scale_maps):
+        """Average of the scales' maps at the original image size (the authors' §5.2
+        steps 7-9): (H0, W0, C) at stride 1, the identity affine, (H0, W0)."""
+        h0, w0 = img.shape[:2]
+        acc = np.zeros((h0, w0, self.spec.num_channels), np.float32)
+        for maps, m in scale_maps:
+            # The letterbox content: the top-left part of the input, sized by the affine.
+            ch = max(1, int(round(h0 * m[1][1])))
+            cw = max(1, int(round(w0 * m[0][0])))
+            h, w = maps.shape[:2]
+            up = cv2.resize(maps, (w * self.stride, h * self.stride),
+                            interpolation=cv2.INTER_CUBIC)[:ch, :cw]
+            acc += cv2.resize(up, (w0, h0), interpolation=cv2.INTER_CUBIC)
+        return acc / len(scale_maps), np.array([[1.0, 0, 0], [0, 1.0, 0]]), (h0, w0)
+
     def maps(self, image):
         """Fused maps of one image: (maps (h, w, C), M, content_hw); see ``maps_batch``."""
         return self.maps_batch([image])[0]
 
     # ---------------------------------------------------------------- predict
     def _decode(self, maps, m_ref, content) -> Poses:
-        return decode_to_original(self.codec, maps, m_ref, content)
+        codec = self._image_codec if self.fuse_at == "image" else self.codec
+        return decode_to_original(codec, maps, m_ref, content)
 
     def predict(self, image):
         """Poses in original image pixels.
