@@ -99,3 +99,22 @@ def test_flip_augmentation_swaps_the_specs_pairs():
     assert s.keypoints[0, lw, 0] == 63 - kp[0, rw, 0]   # the mirrored right wrist is now left
     pel = spec.names.index("pelvis")
     assert s.keypoints[0, pel, 0] == 63 - kp[0, pel, 0]
+
+
+def test_top_down_batches_follow_the_spec(tmp_path):
+    """MPII labels on the synthetic figures -> crops -> (h, w, 2K) targets, flipped with its pairs."""
+    from keras_pose.data import synthetic
+    from keras_pose.models import presets
+    from keras_pose.train.config import TrainConfig
+    from keras_pose.train.tasks import get_task
+
+    mpii = load_spec("mpii")
+    p = synthetic.generate_dataset(tmp_path, 6, 1, image_size=(96, 96), config="quickstart",
+                                   progress=False, spec=mpii)
+    cfg = presets.for_spec(presets.get_preset("simple_baseline_tiny"), mpii)
+    task = get_task("top_down", cfg, spec=mpii)
+    src = task.source(p["train_annotations"], p["train_images"], main_min_area=16)
+    x, y = next(iter(task.dataset(src, TrainConfig(batch_size=2, deterministic=True))))
+    h, w = cfg.output_size
+    assert tuple(x.shape) == (2, *cfg.input_size, 3) and tuple(y.shape) == (2, h, w, 2 * 16)
+    assert float(np.asarray(y)[..., 16:].max()) == 1.0     # some joint weighs in
