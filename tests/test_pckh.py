@@ -73,3 +73,34 @@ def test_bad_mpii_files(tmp_path):
     p.write_text("{}")
     with pytest.raises(ValueError, match="a JSON list of persons"):
         P.load_mpii(str(p))
+
+
+def test_a_bottom_up_model_is_scored_on_mpii_format_files(tmp_path):
+    """The whole path: images on disk -> PosePredictor (16-joint head) -> matching -> PCKh."""
+    from keras_pose.data import synthetic
+    from keras_pose.inference.predictor import PosePredictor
+    from keras_pose.models import presets
+    from keras_pose.train.tasks import get_task
+
+    mpii = load_spec("mpii")
+    p = synthetic.generate_dataset(tmp_path, 0, 3, image_size=(64, 64), config="quickstart",
+                                   progress=False, spec=mpii)
+    coco = json.loads(open(p["val_annotations"]).read())
+    names = {i["id"]: i["file_name"] for i in coco["images"]}
+    ann = []
+    for a in coco["annotations"]:
+        kp = np.asarray(a["keypoints"]).reshape(16, 3)
+        if a["num_keypoints"] and kp[9, 2] > 0 and kp[8, 2] > 0:
+            top, neck = kp[9, :2], kp[8, :2]
+            r = max(np.linalg.norm(top - neck), 2.0)
+            ann.append({"image": names[a["image_id"]], "joints": kp[:, :2].tolist(),
+                        "joints_vis": (kp[:, 2] > 0).astype(int).tolist(),
+                        "headbox": [*(top - r).tolist(), *(top + r).tolist()]})
+    assert ann
+    cfg = presets.for_spec(presets.get_preset("imhn_test"), mpii)
+    task = get_task("bottom_up", cfg, spec=mpii)
+    predictor = PosePredictor(presets.build_model(cfg), codec=task.codec)
+    stats = P.evaluate_predictor_pckh(predictor, ann, p["val_images"])
+    assert stats["num_images"] == len({a["image"] for a in ann})
+    assert set(stats["per_joint"]) == set(P.MPII_JOINTS) and 0.0 <= stats["Mean"] <= 100.0
+    assert stats["num_joints"] == sum(sum(a["joints_vis"]) for a in ann)

@@ -34,6 +34,8 @@ flags.DEFINE_string("preset", None, "Preset of --model (default: from config.jso
 flags.DEFINE_enum("task", None, ["bottom_up", "top_down"], "Default: from config.json.")
 flags.DEFINE_string("keypoints", None, "Keypoint spec name or file (default: the one saved "
                     "in config.json; COCO for --model).")
+flags.DEFINE_string("mpii_annotations", None, "Bottom-up: score PCKh@0.5 on MPII-format "
+                    "annotations (docs/keypoints.md) with --images_dir, instead of OKS AP.")
 flags.DEFINE_string("images_dir", None, "Images (default: the run's validation images).")
 flags.DEFINE_string("annotations", None, "person_keypoints JSON (default: the run's val split).")
 flags.DEFINE_string("boxes", "gt", "Top-down: 'gt' or a detections JSON (COCO results format).")
@@ -75,6 +77,10 @@ def check_flags() -> None:
             raise ValueError(f"{flag} {path}: not found")
     if F.annotations:
         checks.check_input_file(F.annotations, "--annotations")
+    if F.mpii_annotations:
+        checks.check_input_file(F.mpii_annotations, "--mpii_annotations")
+        if not F.images_dir:
+            raise ValueError("--mpii_annotations needs --images_dir")
     if F.boxes != "gt":
         checks.check_input_file(F.boxes, "--boxes")
     if F.output:
@@ -109,6 +115,8 @@ def run() -> dict:
     spec = keypoint_spec(config)
     task = get_task(config.task, presets.for_spec(presets.get_preset(config.preset), spec),
                     config.codec, spec=spec)
+    if F.mpii_annotations:
+        return _pckh(model, task)
     annotations, images_dir = F.annotations, F.images_dir
     if not (annotations and images_dir):
         paths = train_lib.prepare_data(config, task.input_size, spec)
@@ -147,6 +155,24 @@ def run() -> dict:
                                         max_images=F.max_images, results_path=output,
                                         print_table=True)
     return _with_crowd_index(stats, results, annotations, task.codec.spec)
+
+
+def _pckh(model, task) -> dict:
+    """MPII's PCKh@0.5 of a bottom-up model on MPII-format annotations."""
+    from keras_pose.evaluation.pckh import evaluate_predictor_pckh, format_pckh
+    from keras_pose.inference.predictor import PosePredictor
+
+    if task.name != "bottom_up":
+        raise ValueError("--mpii_annotations scores bottom-up models (top-down needs boxes)")
+    codec = task.codec
+    if F.grouping:
+        codec = type(codec)(codec.config, codec.spec, grouping=F.grouping)
+    predictor = PosePredictor(model, codec=codec, input_height=F.input_height,
+                              scales=tuple(float(s) for s in F.scales), flip=F.flip)
+    stats = evaluate_predictor_pckh(predictor, F.mpii_annotations, F.images_dir,
+                                    max_images=F.max_images)
+    print(format_pckh(stats))
+    return {k: v for k, v in stats.items() if k != "per_joint"}
 
 
 def _with_crowd_index(stats, results, annotations, spec):

@@ -171,6 +171,39 @@ def evaluate_pckh(poses_by_image, annotations, threshold: float = 0.5) -> dict:
                 np.concatenate(boxes), threshold)
 
 
+def evaluate_predictor_pckh(predictor, annotations, images_dir, threshold: float = 0.5,
+                            max_images=None, batch_size: int = 8) -> dict:
+    """Run a predictor (``.predict(list of images) -> list of Poses``, e.g. PosePredictor
+    or ``keras_pose.load``'s) on every image of MPII-format ``annotations`` and score it.
+
+    Images are taken in sorted file-name order; ``max_images`` keeps the first N
+    (their persons only). An unreadable image counts as all joints missed.
+    """
+    import logging
+    import os
+
+    from keras_pose.io import ImageReadError, load_image
+
+    if not isinstance(annotations, list):
+        annotations = load_mpii(annotations)
+    names = sorted({a["image"] for a in annotations})[:max_images]
+    poses = {}
+    for start in range(0, len(names), batch_size):
+        chunk, images = [], []
+        for n in names[start:start + batch_size]:
+            try:
+                images.append(load_image(os.path.join(images_dir, n)))
+                chunk.append(n)
+            except ImageReadError as e:
+                logging.getLogger(__name__).warning("skipping %s", e)
+        if images:
+            poses.update(zip(chunk, predictor.predict(images)))
+    keep = set(names)
+    stats = evaluate_pckh(poses, [a for a in annotations if a["image"] in keep], threshold)
+    stats["num_images"] = len(names)
+    return stats
+
+
 def format_pckh(stats: dict) -> str:
     """One-line table: Head Shoulder Elbow Wrist Hip Knee Ankle Mean."""
     cols = [g for g, _ in _GROUPS] + ["Mean"]
