@@ -72,7 +72,8 @@ def compose_crowd(rng, pool, persons=(6, 10), size=(640, 640), height=(240, 400)
         pos = np.array([big_w * (0.5 + spread[0] * (rng.random() - 0.5)),
                         big_h * (0.5 + spread[1] * (rng.random() - 0.5))])
         new = (src[:, :2] - centre) * scale @ rot.T + pos
-        inside = lab & (new[:, 0] >= 0) & (new[:, 0] <= big_w - 1) & (new[:, 1] >= 0) & (new[:, 1] <= big_h - 1)
+        inside = (lab & (new[:, 0] >= 0) & (new[:, 0] <= big_w - 1)
+                  & (new[:, 1] >= 0) & (new[:, 1] <= big_h - 1))
         out[p, :, :2] = np.where(inside[:, None], new, 0)
         out[p, :, 2] = np.where(inside, src[:, 2], 0)
     return out

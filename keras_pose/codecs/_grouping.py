@@ -286,6 +286,7 @@ def assemble(conns, special, scores, spec, cfg, fix_tb: bool = False, raw: bool 
     (``remove_recon`` = 0); a 3rd matching person cannot occur (see module doc).
     """
     num_types = spec.num_internal
+    limb_from, limb_to = spec.limb_from, spec.limb_to   # properties: read once, not per row
     len_rate, tole = cfg.length_rate, cfg.connection_tolerance
     cand = scores.tolist()
     owner = {}  # candidate id -> the person holding it
@@ -294,7 +295,7 @@ def assemble(conns, special, scores, spec, cfg, fix_tb: bool = False, raw: bool 
     for k, rows in enumerate(conns):
         if special[k] or len(rows) == 0:
             continue
-        ta, tb = spec.limb_from[k], spec.limb_to[k]
+        ta, tb = limb_from[k], limb_to[k]
         for ida, idb, s, length in rows.tolist():
             ida, idb = int(ida), int(idb)
             pa, pb = owner.get(ida), owner.get(idb)
