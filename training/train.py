@@ -10,6 +10,8 @@ pycocotools, save the model, export int8 TFLite and draw a picture.
   python training/train.py --flagfile my.flags --override lr=1e-4 --override epochs=50
   python training/train.py --keypoints my_keypoints.json --dataset coco \
       --annotations train.json --images_dir train/ --val_annotations val.json --val_images_dir val/
+  python training/train.py --teacher runs/paper --dataset images --images_dir my_photos \
+      --preset imhn_mobile --model_dir runs/student       # distillation (docs/distillation.md)
 
 Precedence: TrainConfig defaults < --config_file (JSON) < flags given on the
 command line < --override key=value. The resolved config is saved to
@@ -27,9 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from keras_pose.train.config import (BAD_ANNOTATIONS, LOSSES, PRECISIONS,  # noqa: E402
-                                     STRATEGIES, TASKS, TrainConfig, apply_overrides,
-                                     resume_check)
+from keras_pose.train.config import (BAD_ANNOTATIONS, DATASETS, LOSSES,  # noqa: E402
+                                     PRECISIONS, STRATEGIES, TASKS, TrainConfig,
+                                     apply_overrides, resume_check)
 
 F = flags.FLAGS
 flags.DEFINE_enum("task", None, list(TASKS), "bottom_up (Simple Pose) or top_down (FasterPose).")
@@ -38,10 +40,13 @@ flags.DEFINE_string("recipe", None, "Training recipe (keras_pose.train.recipes.l
                     "default: the one the preset names.")
 flags.DEFINE_string("keypoints", None, "Keypoint spec: coco (default), crowdpose, mpii, ap10k, "
                     "or a spec file (docs/keypoints.md); saved in the run.")
-flags.DEFINE_enum("dataset", None, ["synthetic", "coco"], "Training data.")
+flags.DEFINE_enum("dataset", None, list(DATASETS),
+                  "Training data; images: a folder of unlabeled images (--images_dir) "
+                  "whose targets are the --teacher's maps.")
 flags.DEFINE_string("data_dir", None, "Folder of the synthetic dataset (generated if missing).")
 flags.DEFINE_string("coco_dir", None, "COCO root with annotations/, train2017/, val2017/.")
-flags.DEFINE_string("images_dir", None, "Training images (with --annotations).")
+flags.DEFINE_string("images_dir", None, "Training images (with --annotations, or unlabeled "
+                    "with --dataset images).")
 flags.DEFINE_string("annotations", None, "Training person_keypoints JSON.")
 flags.DEFINE_string("val_images_dir", None, "Validation images.")
 flags.DEFINE_string("val_annotations", None, "Validation person_keypoints JSON.")
@@ -50,6 +55,15 @@ flags.DEFINE_enum("bad_annotations", None, list(BAD_ANNOTATIONS),
                   "or refuse the file (strict).")
 flags.DEFINE_string("model_dir", None, "Output folder; an existing one is resumed (flags that "
                     "change its model - preset, task, codec - are refused).")
+flags.DEFINE_string("teacher", None, "Bottom-up model folder (a run or a converted checkpoint) "
+                    "whose maps train the student (docs/distillation.md).")
+flags.DEFINE_string("teacher_cache", None, "Folder for the teacher's maps, computed once before "
+                    "training (CPU); without it the teacher runs inside each training step.")
+flags.DEFINE_list("teacher_scales", None, "Test scales of the teacher's maps (default: its "
+                  "eval_scales).")
+flags.DEFINE_boolean("teacher_flip", None, "Flip fusion of the teacher's maps (default on).")
+flags.DEFINE_float("teacher_weight", None, "Loss weight of the pixels the teacher supervises.")
+flags.DEFINE_string("unlabeled_dir", None, "Unlabeled images mixed into a labeled --dataset.")
 flags.DEFINE_integer("epochs", None, "Epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")
@@ -82,6 +96,11 @@ def build_config() -> TrainConfig:
         given = {k: v for k, v in loaded.items() if k in keys}
     given.update({f.name: F[f.name].value for f in dataclasses.fields(TrainConfig)
                   if f.name in F and F[f.name].present})
+    if given.get("teacher_scales") is not None:
+        try:
+            given["teacher_scales"] = tuple(float(v) for v in given["teacher_scales"])
+        except ValueError:
+            raise ValueError(f"--teacher_scales {','.join(F.teacher_scales)}: not numbers") from None
     given.update(_override_fields(F.override))
     config = TrainConfig().replace(**given)
     saved = os.path.join(config.model_dir, "config.json")

@@ -91,6 +91,12 @@ class BottomUpLoader:
 
     def _sample(self, epoch: int, index: int):
         """(image (H, W, 3) uint8, codec pyramid levels); raises on a bad image."""
+        out, levels = self.augmented(epoch, index)
+        return out.image, levels
+
+    def augmented(self, epoch: int, index: int):
+        """(``AugmentedSample`` (image, keypoints, masks, record with the affine M),
+        codec pyramid levels) of sample ``index`` in ``epoch``; raises on a bad image."""
         s = self.samples[int(index)]
         image = load_image(s.path)
         if image.shape[:2] != (s.height, s.width):
@@ -108,7 +114,7 @@ class BottomUpLoader:
         out = apply_affine_to_sample(image, s.keypoints, self.source.person_mask(s.image_id),
                                      ignore, M, p.flip, self.codec.spec, out_size=self.input_size)
         targets = self.codec.encode(out.keypoints, self.input_size, out.person_mask, out.ignore_mask)
-        return out.image, self.codec.pyramid(targets)
+        return out, self.codec.pyramid(targets)
 
     def _mark_bad(self, index: int, error) -> None:
         """Remember a sample with a bad image; log it the first time only."""
@@ -238,8 +244,6 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
         replacement counted); the loader (``num_bad``, ``bad_indices``) is
         attached as ``dataset.loader``.
     """
-    import tensorflow as tf
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(source, (str, bytes)) or hasattr(source, "__fspath__"):
@@ -247,6 +251,26 @@ def bottom_up_dataset(source, codec, input_size, batch_size: int, augment: bool 
         from keras_pose.data.coco import CocoKeypoints
         source = CocoKeypoints(source, os.path.dirname(os.fspath(source)))
     loader = BottomUpLoader(source, codec, input_size, augment, augment_config, seed)
+    return loader_dataset(loader, batch_size, shuffle=shuffle, deterministic=deterministic,
+                          repeat=repeat, num_parallel_calls=num_parallel_calls,
+                          input_context=input_context, start_index=start_index)
+
+
+def loader_dataset(loader, batch_size: int, shuffle: bool = True, deterministic: bool = False,
+                   repeat: bool = True, num_parallel_calls=None, input_context=None,
+                   start_index: int = 0):
+    """Batches of any per-batch loader as a tf.data.Dataset (``bottom_up_dataset``'s engine).
+
+    ``loader`` has ``len()``, ``seed``, ``input_size`` (H, W), ``target_shapes``
+    [(h_j, w_j, c_j)] and ``load_batch(epochs, indices) -> (images (B, H, W, 3)
+    float32, [t_j (B, h_j, w_j, c_j) float32])`` (``BottomUpLoader``, the
+    distillation loader). Yields ``(images, (t_0, ..., t_{S-1}))``; the other
+    arguments are ``bottom_up_dataset``'s.
+    """
+    import tensorflow as tf
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     autotune = tf.data.AUTOTUNE
     calls = autotune if num_parallel_calls is None else num_parallel_calls
     h, w = loader.input_size

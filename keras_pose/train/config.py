@@ -23,6 +23,7 @@ LOSSES = ("l2", "focal_l2", "focal_l2_paper", "rce", "mse")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
 PRECISIONS = ("auto", "off", "float16", "bfloat16")
 OPTIMIZERS = ("sgd", "adam")
+DATASETS = ("synthetic", "coco", "images")
 # Fields older config.json files may hold that no longer exist.
 _RETIRED_FIELDS = ("debug_nan_at_step",)
 BAD_ANNOTATIONS = ("skip", "strict")  # keras_pose.data.coco.validate_coco
@@ -38,11 +39,12 @@ class TrainConfig(Config):
     task: str = "bottom_up"
     preset: str = "imhn_tiny"
     recipe: Optional[str] = None                # keras_pose.train.recipes; None: the preset's
+    model: Optional[dict] = None                # preset fields to change (e.g. {"width": 16})
     # --- data
     # Keypoint spec: a built-in name (coco, crowdpose, mpii, ap10k) or a spec file
     # (docs/keypoints.md); the run saves the spec itself, so config.json needs no file.
     keypoints: Optional[Union[str, dict]] = None
-    dataset: str = "synthetic"                  # synthetic | coco
+    dataset: str = "synthetic"                  # synthetic | coco | images (unlabeled, --teacher)
     data_dir: str = "runs/synthetic"            # where the synthetic set is (or is generated)
     synthetic_train_images: int = 1200
     synthetic_val_images: int = 100
@@ -54,6 +56,13 @@ class TrainConfig(Config):
     val_images_dir: Optional[str] = None
     val_annotations: Optional[str] = None
     bad_annotations: str = "skip"               # skip (count, name, drop) | strict (refuse)
+    # --- teacher-student training (docs/distillation.md)
+    teacher: Optional[str] = None               # bottom-up model folder whose maps are targets
+    teacher_cache: Optional[str] = None         # folder of the teacher's maps, computed once
+    teacher_scales: Optional[Tuple[float, ...]] = None  # default: the teacher run's eval_scales
+    teacher_flip: bool = True                   # flip fusion of the teacher's maps
+    teacher_weight: float = 1.0                 # loss weight of teacher-supervised pixels
+    unlabeled_dir: Optional[str] = None         # unlabeled images mixed into a labeled dataset
     # --- run
     model_dir: str = "runs/quickstart"
     # None: the recipe's (resolved()).
@@ -103,7 +112,18 @@ class TrainConfig(Config):
         one_of("strategy", STRATEGIES)
         one_of("mixed_precision", PRECISIONS)
         one_of("optimizer", OPTIMIZERS)
-        one_of("dataset", ("synthetic", "coco"))
+        one_of("dataset", DATASETS)
+        if self.dataset == "images" and not (self.teacher and self.images_dir):
+            raise ValueError("dataset=images (unlabeled) needs --teacher and --images_dir")
+        if (self.teacher_cache or self.unlabeled_dir) and not self.teacher:
+            raise ValueError("--teacher_cache and --unlabeled_dir need --teacher")
+        if self.teacher and self.task != "bottom_up":
+            raise ValueError("--teacher trains bottom-up students only (task bottom_up)")
+        if self.teacher_weight < 0:
+            raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight}")
+        if self.teacher_scales is not None and (not self.teacher_scales or
+                                                min(self.teacher_scales) <= 0):
+            raise ValueError(f"teacher_scales must be positive numbers, got {self.teacher_scales}")
         if self.recipe is not None:
             recipe = recipes.get_recipe(self.recipe)
             if recipe.task != self.task:
@@ -146,6 +166,10 @@ class TrainConfig(Config):
         self = self.replace(recipe=name)
         self = self.replace(**{k: v for k, v in recipe.run.items() if getattr(self, k) is None})
         defaults = recipe.defaults(self)
+        if self.teacher and self.codec is None:
+            # The student learns the teacher's maps, so it decodes them with the
+            # teacher's codec (its Gaussian widths, thresholds and grouping).
+            defaults["codec"] = _teacher_codec(self.teacher) or defaults.get("codec")
         return self.replace(**{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
@@ -302,3 +326,15 @@ def resume_check(saved: TrainConfig, given: dict, where: str) -> dict:
     return {k: (old[k], v) for k, v in given.items()
             if k not in RUN_IDENTITY and k not in ("model_dir", "keypoints") and k in old
             and _plain(v) != _plain(old[k])}
+
+
+def _teacher_codec(path) -> Optional[dict]:
+    """The codec saved in a teacher folder's config.json, or None."""
+    cfg = os.path.join(path, "config.json") if os.path.isdir(path) else None
+    if not cfg or not os.path.isfile(cfg):
+        return None
+    try:
+        with open(cfg, encoding="utf-8") as f:
+            return json.load(f).get("codec")
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{cfg}: cannot read the teacher's config ({e})") from None

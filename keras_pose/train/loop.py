@@ -67,6 +67,8 @@ def prepare_data(config: TrainConfig, image_size, spec=None) -> DataPaths:
                                        config=config.synthetic_preset, spec=spec)
             atomic_write_json(stamp, want)
         return DataPaths(train_ann, os.path.join(root, "train"), val_ann, os.path.join(root, "val"))
+    if config.dataset == "images":   # unlabeled: the teacher's maps are the targets
+        return DataPaths(None, config.images_dir, config.val_annotations, config.val_images_dir)
     if config.coco_dir:
         d = config.coco_dir
         return DataPaths(os.path.join(d, "annotations", "person_keypoints_train2017.json"),
@@ -77,8 +79,8 @@ def prepare_data(config: TrainConfig, image_size, spec=None) -> DataPaths:
                      config.val_annotations, config.val_images_dir)
 
 
-def _check_paths(paths: DataPaths) -> None:
-    for p in (paths.train_annotations, paths.train_images):
+def _check_paths(paths: DataPaths, unlabeled: bool = False) -> None:
+    for p in (paths.train_images,) if unlabeled else (paths.train_annotations, paths.train_images):
         if not p or not os.path.exists(p):
             raise FileNotFoundError(f"{p}: not found (check --coco_dir / --images_dir / --annotations)")
 
@@ -127,6 +129,7 @@ class Setup:
     model: object             # compiled in the strategy scope
     backup_dir: str
     start_epoch: int
+    distill: object = None    # distill_step.DistillData of a teacher-student run
 
 
 def setup(config: TrainConfig) -> Setup:
@@ -155,7 +158,7 @@ def setup(config: TrainConfig) -> Setup:
     from keras_pose.train.config import keypoint_spec
 
     spec = keypoint_spec(config)
-    model_cfg = presets.for_spec(presets.get_preset(config.preset), spec)
+    model_cfg = presets.for_spec(presets.get_preset(config.preset, **(config.model or {})), spec)
     task = tasks.get_task(config.task, model_cfg, config.codec, preset=config.preset, spec=spec)
     # The full codec config keeps a resumed run identical; the keypoint spec itself is
     # saved (no file needed again); the descriptor is what evaluation, export and
@@ -163,7 +166,7 @@ def setup(config: TrainConfig) -> Setup:
     config = config.replace(codec=task.codec.get_config(), keypoints=spec.to_dict())
     check_resume(config)  # before anything is written: a run folder holds one model
     paths = prepare_data(config, task.input_size, spec)
-    _check_paths(paths)
+    _check_paths(paths, unlabeled=config.dataset == "images")
 
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
@@ -171,20 +174,29 @@ def setup(config: TrainConfig) -> Setup:
     # The synthetic images are generated at the model's input size, so the
     # main-person area rule (32*32 px at COCO's ~512 px scale) shrinks with it.
     min_area = (32 * 32 * (task.input_size[0] / 512) ** 2) if config.dataset == "synthetic" else None
-    source = task.source(paths.train_annotations, paths.train_images, min_area,
-                         config.bad_annotations)
+    distill = None
+    if config.teacher:   # teacher-student training (keras_pose/train/distill_step.py)
+        from keras_pose.train.distill_step import DistillData
+        distill = DistillData(config, task, paths, min_area)
+        num_samples = len(distill.loader)
+    else:
+        source = task.source(paths.train_annotations, paths.train_images, min_area,
+                             config.bad_annotations)
+        num_samples = len(source)
     # Only once the data passed its checks does the run folder get its config.
     os.makedirs(config.model_dir, exist_ok=True)
     if chief:
         config.save(os.path.join(config.model_dir, "config.json"), descriptor=task.descriptor)
-    steps = config.steps_per_epoch or max(1, len(source) // config.batch_size)
+    steps = config.steps_per_epoch or max(1, num_samples // config.batch_size)
     # Every worker backs up its own state (a shared file system must not see two
     # writers); the chief's lives in backup/, worker i's in backup/worker_i.
     backup_dir = os.path.join(config.model_dir, "backup")
     if not chief:
         backup_dir = os.path.join(backup_dir, f"worker_{distribute.task_index()}")
     start_epoch = int(read_backup(backup_dir).get("epoch", 0))
-    train_ds = task.dataset(source, config, start_index=start_epoch * steps * config.batch_size)
+    start_index = start_epoch * steps * config.batch_size
+    train_ds = distill.dataset(start_index) if distill else \
+        task.dataset(source, config, start_index=start_index)
 
     with strategy.scope():
         model = presets.build_model(model_cfg)
@@ -196,19 +208,21 @@ def setup(config: TrainConfig) -> Setup:
         losses, weights = task.losses(config.loss, model)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                       jit_compile=config.jit_compile)
+        if distill:
+            distill.attach(model)   # without a cache the teacher runs inside the step
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             _prebuild_for_multi_worker(model, train_ds)
         if start_epoch:
             restore_backup(model, backup_dir)
     return Setup(config, strategy, policy, task, paths, steps, train_ds, model, backup_dir,
-                 start_epoch)
+                 start_epoch, distill)
 
 
 def run(config: TrainConfig, verbose: int = 1) -> dict:
     """Train (or resume) one run; returns a summary dict (also in metrics.json)."""
     s = setup(config)
     config, task, paths, model, steps = s.config, s.task, s.paths, s.model, s.steps
-    start_epoch, backup_dir, policy = s.start_epoch, s.backup_dir, s.policy
+    start_epoch, backup_dir, policy, distill = s.start_epoch, s.backup_dir, s.policy, s.distill
     import keras
 
     from keras_pose.train import distribute
@@ -252,6 +266,9 @@ def run(config: TrainConfig, verbose: int = 1) -> dict:
                "train_seconds": round(train_s, 1), "stopped_by_time_budget": budget.stopped_early,
                "final_loss": float(history.history["loss"][-1]) if epochs_run else None,
                "eval_history": eval_cb.history if eval_cb else []}
+    if distill:
+        from keras_pose.train.distill_step import describe
+        summary["distillation"] = describe(distill)
     if chief:
         with atomic_path(os.path.join(config.model_dir, "model.keras"), suffix=".keras") as tmp:
             model.save(tmp)
