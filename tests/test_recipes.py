@@ -43,6 +43,7 @@ QUICKSTART = {
     "momentum": 0.9,
     "optimizer": "adam",
     "jit_compile": False,
+    "bad_annotations": "skip",
     "preset": "imhn_tiny",
     "model": None,
     "recipe": "quickstart",
