@@ -107,10 +107,11 @@ def _json_default(v):
 
 def write_results(results: Iterable[dict], path) -> pathlib.Path:
     """Write COCO results dicts (NumPy values allowed) as a JSON list; returns the path."""
+    from keras_pose.io import atomic_write_json
+
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(list(results), f, default=_json_default)
+    # atomically: evaluate.py --boxes and other tools read this file back
+    atomic_write_json(path, list(results), default=_json_default, indent=None)
     return path
 
 
