@@ -59,6 +59,7 @@ CASES = [
      "loss 'l2' is for the bottom-up"),
     ("train", ["--config_file={d}/a_file"], "a_file: cannot read a training config"),
     ("train", ["extra"], "unexpected arguments extra"),
+    ("train", ["--model_dir="], "model_dir is empty"),
     ("train", ["--init_from={d}/none.keras"], "--init_from {d}/none.keras: not found"),
     ("evaluate", [], "give exactly one of --model"),
     ("evaluate", ["--model_dir={d}/nowhere"], "--model_dir {d}/nowhere: not found"),

@@ -130,6 +130,8 @@ class TrainConfig(Config):
                 raise ValueError(f"recipe {self.recipe!r} trains the {recipe.task} task, "
                                  f"but task={self.task!r}")
         one_of("bad_annotations", BAD_ANNOTATIONS)
+        if not str(self.model_dir).strip():
+            raise ValueError("model_dir is empty: give --model_dir a folder for the run")
         check_preset(self.preset, "preset")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
