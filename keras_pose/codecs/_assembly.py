@@ -42,7 +42,7 @@ RELATIVE_STRENGTH = 0.9
 # (key <= ~1.1); between choices with as many pairs, totals within a few
 # hundredths are near-ties on clean maps, and the greedy's choice is kept.
 CARDINALITY_BONUS = 8.0
-GREEDY_BONUS = 0.03
+GREEDY_BONUS = 0.02
 # ... and pairs with a key below this (0.5 S + 0.25 score_a + 0.25 score_b; about
 # 1 for a clean limb) too: on weak evidence the greedy is the safer rule (measured
 # on the quickstart model's maps, docs/grouping.md).
