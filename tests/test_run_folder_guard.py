@@ -46,6 +46,7 @@ def _train(*args, cwd):
     (["--preset=imhn_tiny"], ["preset: saved 'imhn_test', asked 'imhn_tiny'"]),
     (["--task=top_down", "--preset=fasterpose_tiny"], ["task: saved 'bottom_up'", "preset"]),
     (['--override=codec={"sigma": 9.0}'], ["codec.sigma: saved 3.5, asked 9.0"]),
+    (['--override=model={"width": 8}'], ["model: saved None, asked {'width': 8}"]),
 ])
 def test_contradicting_flags_are_refused_before_anything_is_written(tmp_path, flags, keys):
     d, _ = _finished_run(tmp_path)

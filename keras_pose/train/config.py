@@ -28,8 +28,9 @@ DATASETS = ("synthetic", "coco", "images")
 _RETIRED_FIELDS = ("debug_nan_at_step",)
 BAD_ANNOTATIONS = ("skip", "strict")  # keras_pose.data.coco.validate_coco
 # A run folder holds one model: these fields decide which (input size and
-# keypoints follow from the preset and the codec). Resuming may change the others.
-RUN_IDENTITY = ("task", "preset", "codec")
+# keypoints follow from the preset, its "model" overrides and the codec).
+# Resuming may change the others.
+RUN_IDENTITY = ("task", "preset", "model", "codec")
 
 
 @dataclasses.dataclass
@@ -317,7 +318,7 @@ def resume_check(saved: TrainConfig, given: dict, where: str) -> dict:
         start a new run instead; nothing has been written when it is raised.
     """
     old = saved.to_dict()
-    conflicts = [(k, old[k], given[k]) for k in ("task", "preset")
+    conflicts = [(k, old[k], given[k]) for k in ("task", "preset", "model")
                  if k in given and _plain(given[k]) != _plain(old[k])]
     conflicts += _codec_conflicts(old.get("codec"), given.get("codec"))
     if conflicts:
