@@ -175,7 +175,8 @@ def main() -> None:
             clock["train_cpu_s"] += time.process_time() - self.c
             # The model's own fixed size: each image is letterboxed to it.
             _, stats = evaluate_bottom_up(self.model, task.codec, ann, args.coco_sample,
-                                          flip=args.flip, progress=False)
+                                          flip=args.flip, progress=False,
+                                          output=task.descriptor)
             steps = (epoch + 1) * args.eval_every
             if args.save_dir:
                 os.makedirs(args.save_dir, exist_ok=True)

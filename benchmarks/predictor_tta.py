@@ -62,7 +62,9 @@ def main(argv=None) -> dict:
         "flip": dict(scales=(1.0,), flip=True),
         "tta3_flip": dict(scales=(0.5, 1.0, 1.5), flip=True),
     }
-    preds = {k: PosePredictor(model, input_height=args.height, **v) for k, v in settings.items()}
+    from keras_pose.descriptor import describe
+    preds = {k: PosePredictor(model, input_height=args.height, output=describe(cfg), **v)
+             for k, v in settings.items()}
     # Warm-up: trace predict for every input shape of every setting.
     for p in preds.values():
         p.predict(images)

@@ -62,7 +62,6 @@ def main() -> None:
     if unknown:
         sys.exit(f"error: --variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
 
-    from keras_pose.codecs import BodyPartsCodec
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
     from keras_pose.export.tflite import load_keras_model
 
@@ -73,7 +72,9 @@ def main() -> None:
     if "codec" not in config:
         sys.exit(f"error: {args.model_dir}/config.json: missing or without a codec (not a "
                  f"bottom-up training run)")
-    codec = BodyPartsCodec.from_config(config["codec"])
+    from keras_pose.train.config import read_descriptor
+    descriptor = read_descriptor(config)
+    codec = descriptor.build_codec()
     preset = args.preset or config.get("synthetic_preset", "quickstart")
     base = synthetic.get_preset(preset)
     size = tuple(int(v) for v in model.input_shape[1:3])
@@ -90,7 +91,7 @@ def main() -> None:
                                                progress=False)
             _, stats = evaluate_bottom_up(model, codec, paths["val_annotations"],
                                           paths["val_images"], scales=scales, flip=args.flip,
-                                          progress=False)
+                                          progress=False, output=descriptor)
             row = {"variant": name, "changes": VARIANTS[name],
                    **{k: round(float(stats[k]), 3) for k in ("AP", "AP50", "AP75", "AR")},
                    "seconds": round(time.perf_counter() - t0, 1)}

@@ -26,7 +26,7 @@ def benchmark(runner, image, runs=50, warmup=5) -> dict:
     def collect(_, poses):
         last["persons"] = len(poses)
         for k, v in runner.last_timing.items():
-            stages[k].append(v * 1e3)
+            stages.setdefault(k, []).append(v * 1e3)
 
     stages["total"] = time_rounds({"total": lambda: runner.predict(image)}, runs, warmup,
                                   on_call=collect)["total"]

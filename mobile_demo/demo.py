@@ -4,8 +4,8 @@
   python mobile_demo/demo.py --model model.tflite --input clip.mp4 --output out.mp4
   python mobile_demo/demo.py --model model.tflite --input 0 --display
 
-Uses only the TFLite runner (NumPy, OpenCV, ai-edge-litert; no TensorFlow): skeletons,
-person ids (videos: greedy OKS tracking + One-Euro smoothing) and FPS are drawn.
+``keras_pose.load`` of a .tflite needs only NumPy, OpenCV and ai-edge-litert (no TensorFlow).
+Skeletons, person ids (videos: greedy OKS tracking + One-Euro smoothing) and FPS are drawn.
 """
 import argparse
 import pathlib
@@ -17,7 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from keras_pose.inference.tflite_runner import TFLiteRunner, TFLiteRunnerError, read_image  # noqa: E402
+from keras_pose.inference.loader import load  # noqa: E402
+from keras_pose.io import load_image  # noqa: E402
 from keras_pose.tracking import PoseTracker  # noqa: E402
 from keras_pose.visualize import draw_poses  # noqa: E402
 
@@ -29,7 +30,7 @@ class DemoError(Exception):
 
 
 def run_image(runner, path, output, display):
-    image = read_image(path)
+    image = load_image(path)
     t = time.perf_counter()
     poses = runner(image)
     fps = 1.0 / max(time.perf_counter() - t, 1e-9)
@@ -108,7 +109,8 @@ def _show(img_bgr_or_rgb, wait):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="model.tflite (model.json beside it)")
+    ap.add_argument("--model", required=True, help="model.tflite (model.json beside it), or a "
+                    "run folder / .keras (imports TensorFlow)")
     ap.add_argument("--input", required=True, help="image, video file or camera index (0)")
     ap.add_argument("--output", default=None, help="out.png for an image, out.mp4 for a video")
     ap.add_argument("--display", action="store_true", help="show a window")
@@ -121,7 +123,8 @@ def main(argv=None):
         if value is not None and value < 1:
             sys.exit(f"demo: {flag} {value}: must be >= 1")
     try:
-        runner = TFLiteRunner(a.model, num_threads=a.num_threads)
+        lite = a.model.endswith(".tflite") or pathlib.Path(a.model, "model.tflite").is_file()
+        runner = load(a.model, **({"num_threads": a.num_threads} if lite else {}))
         if a.input.lower().endswith(IMAGE_EXT):
             if a.output and not a.output.lower().endswith(IMAGE_EXT):
                 raise DemoError(f"--output {a.output}: an image input needs an image output (.png)")
@@ -130,7 +133,7 @@ def main(argv=None):
             if a.output and not a.output.lower().endswith((".mp4", ".avi")):
                 raise DemoError(f"--output {a.output}: a video/camera input needs a .mp4 output")
             res = run_stream(runner, a.input, a.output, a.display, a.max_frames)
-    except (DemoError, TFLiteRunnerError) as e:
+    except (DemoError, ValueError) as e:  # TFLiteRunnerError and ImageReadError included
         print(f"demo: {e}", file=sys.stderr)
         return 1
     print(f"demo: {res['frames']} frame(s), persons per frame {res['persons'][:10]}"

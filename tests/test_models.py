@@ -12,7 +12,8 @@ from helpers import assert_keras_roundtrip
 
 from keras_pose.models import blocks, presets
 from keras_pose.models.configs import IMHNConfig
-from keras_pose.models.imhn import build_imhn, imhn_inference_model
+from keras_pose.models.heads import inference_model
+from keras_pose.models.imhn import build_imhn
 
 
 # ------------------------------------------------------------ analytic counts
@@ -119,16 +120,19 @@ def test_stem_conv_is_aligned_like_pytorch_symmetric_padding():
 
 
 def test_imhn_inference_model(imhn2):
+    """The descriptor's inference output: the last stack's finest map."""
     x = _rgb((2, 64, 64, 3), seed=3)
     full = imhn2(x)
-    inf = imhn_inference_model(imhn2)
+    output = presets.get_preset("imhn_test", stacks=2).inference_output
+    assert output == {"layer": "s1_x0", "activation": None}
+    inf = inference_model(imhn2, output)
     assert inf.output_shape == (None, 16, 16, 50)
     np.testing.assert_allclose(np.asarray(inf(x)), np.asarray(full[3]), atol=1e-6)
     # Only the layers the last finest output needs are kept.
     names = {l.name for l in inf.layers}
     assert "s1_x0" in names and "s1_x1" not in names and "s0_x0" in names
     assert inf.count_params() < imhn2.count_params()
-    one = imhn_inference_model(imhn2, batch_size=1)
+    one = inference_model(imhn2, output, batch_size=1)
     assert one.input_shape == (1, 64, 64, 3)
     assert not any(isinstance(l, keras.Model) for l in one.layers)
     np.testing.assert_allclose(np.asarray(one(x[:1])), np.asarray(full[3][:1]), atol=1e-6)

@@ -116,7 +116,10 @@ def test_training_model_uses_last_stack_finest_output():
                                 use_bias=False, name=f"s{t}_x0")(pooled)
         outs += [x, keras.layers.AveragePooling2D(2, name=f"s{t}_x1")(x)]
     model = keras.Model(inp, outs)
-    pred = PosePredictor(model, CentroidCodec(), input_height=64)
+    with pytest.raises(ValueError, match="4 outputs"):
+        PosePredictor(model, CentroidCodec(), input_height=64)  # which one is not guessed
+    pred = PosePredictor(model, CentroidCodec(), input_height=64,
+                         output={"layer": "s1_x0", "activation": None})
     assert len(pred.net.outputs) == 1
     img = np.full((64, 64, 3), 10, np.uint8)
     maps, _, _ = pred.maps(img)
@@ -216,7 +219,8 @@ def test_tiny_imhn_training_model(coco_sample_dir):
     cfg = configs.IMHNConfig(stacks=2, width=16, growth=8, order=2, input_size=(64, 64),
                              feature_width=16, se_reduction=4)
     model = imhn.build_imhn(cfg)
-    pred = PosePredictor(model, input_height=64, flip=True)
+    from keras_pose.descriptor import describe
+    pred = PosePredictor(model, input_height=64, flip=True, output=describe(cfg))
     assert pred.fixed_size is None  # cloned for the height letterbox
     # Regression: a fresh model fed padded widths 448 then 384 crashed in the dilated
     # stem when Keras re-traced predict with relaxed shapes (one function per size now).

@@ -13,8 +13,9 @@ import pytest
 from keras_pose.codecs import HeatmapCodec
 from keras_pose.data.crops import transform_keypoints
 from keras_pose.evaluation.coco_eval import load_coco_gt
-from keras_pose.evaluation.topdown import evaluate_topdown, load_boxes, oks_nms
-from keras_pose.inference.topdown_predictor import TopDownPredictor, rescore
+from keras_pose.codecs.postprocess import oks_nms, rescore
+from keras_pose.evaluation.topdown import evaluate_topdown, load_boxes
+from keras_pose.inference.topdown_predictor import TopDownPredictor
 from keras_pose.skeleton import COCO
 
 

@@ -29,9 +29,11 @@ from absl import app, flags  # noqa: E402
 
 F = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training output folder (model.keras + config.json).")
-flags.DEFINE_string("model", None, "A .keras file instead of --model_dir (needs --preset).")
-flags.DEFINE_string("preset", None, "Preset of --model (default: from config.json).")
-flags.DEFINE_enum("task", None, ["bottom_up", "top_down"], "Default: from config.json.")
+flags.DEFINE_string("model", None, "A .keras file instead of --model_dir (its config.json "
+                    "beside it, or --preset).")
+flags.DEFINE_string("preset", None, "Preset of a --model without config.json.")
+flags.DEFINE_enum("task", None, ["bottom_up", "top_down"], "Check: the model's task (its "
+                  "descriptor says it).")
 flags.DEFINE_string("keypoints", None, "Keypoint spec name or file (default: the one saved "
                     "in config.json; COCO for --model).")
 flags.DEFINE_string("mpii_annotations", None, "Bottom-up: score PCKh@0.5 on MPII-format "
@@ -99,76 +101,83 @@ def main(argv):
 
 
 def run() -> dict:
+    import keras_pose
+    from keras_pose.inference.predictor import protocol_options
     from keras_pose.train import loop as train_lib
-    from keras_pose.export.tflite import load_keras_model
-    from keras_pose.models import presets
-    from keras_pose.train.tasks import get_task
-    from keras_pose.train.config import TrainConfig, keypoint_spec
+    from keras_pose.train.config import TrainConfig, read_descriptor
 
     if not (F.model_dir or F.model):
         raise ValueError("give --model_dir or --model")
-    config = TrainConfig.load(os.path.join(F.model_dir, "config.json")) if F.model_dir \
-        else TrainConfig(preset=F.preset or "imhn_tiny")
-    config = config.replace(**{k: v for k, v in (("task", F.task), ("preset", F.preset),
-                                                  ("keypoints", F.keypoints)) if v})
-    model, _ = load_keras_model(model_path=F.model, model_dir=F.model_dir)
-    spec = keypoint_spec(config)
-    task = get_task(config.task, presets.for_spec(presets.get_preset(config.preset), spec),
-                    config.codec, spec=spec)
+    path = F.model_dir or F.model
+    run_dir = F.model_dir or os.path.dirname(os.path.abspath(F.model))
+    config_path = os.path.join(run_dir, "config.json")
+    if F.preset:  # a .keras file of a preset, without its run's config.json
+        from keras_pose.descriptor import describe
+        from keras_pose.models.presets import for_spec, get_preset
+        from keras_pose.skeleton import load_spec
+        spec = load_spec(F.keypoints)
+        descriptor = describe(for_spec(get_preset(F.preset), spec), spec=spec, preset=F.preset)
+    elif os.path.isfile(config_path):
+        descriptor = read_descriptor(config_path)
+        if F.keypoints:
+            raise ValueError("--keypoints is for a --model with --preset: the run's "
+                             "config.json names its keypoints")
+    else:
+        raise ValueError(f"{path}: no config.json beside the model; pass --preset")
+    if F.task and F.task != descriptor.task:
+        raise ValueError(f"--task {F.task}: the model is a {descriptor.task} model")
+    spec = descriptor.spec
+    if descriptor.task == "top_down":
+        if F.mpii_annotations:
+            raise ValueError("--mpii_annotations scores bottom-up models (top-down needs boxes)")
+        options = dict(flip=F.flip)
+    else:
+        given = {"input_height": F.input_height,
+                 "scales": tuple(float(s) for s in F.scales) if F["scales"].present else None,
+                 "flip": F.flip if F["flip"].present else None, "grouping": F.grouping}
+        protocol = "default" if F.mpii_annotations else F.protocol
+        options = protocol_options(protocol, **given)
+        options.setdefault("scales", tuple(float(s) for s in F.scales))
+        options.setdefault("flip", F.flip)
+    predictor = keras_pose.load(path, descriptor=descriptor, **options)
     if F.mpii_annotations:
-        return _pckh(model, task)
+        return _pckh(predictor)
     annotations, images_dir = F.annotations, F.images_dir
     if not (annotations and images_dir):
-        paths = train_lib.prepare_data(config, task.input_size, spec)
+        if not os.path.isfile(config_path):
+            raise ValueError("pass --annotations and --images_dir (no run config to take "
+                             "its validation split from)")
+        config = TrainConfig.load(config_path)
+        paths = train_lib.prepare_data(config, descriptor.input_size, spec)
         annotations, images_dir = annotations or paths.val_annotations, images_dir or paths.val_images
     for p in (annotations, images_dir):
         if not p or not os.path.exists(p):
             raise FileNotFoundError(f"{p}: not found (pass --annotations and --images_dir)")
     # Validated once here (skip or strict), then evaluated from the clean dict.
     from keras_pose.data.coco import load_annotations
-    annotations = load_annotations(annotations, F.bad_annotations, task.codec.spec)
+    annotations = load_annotations(annotations, F.bad_annotations, spec)
     output = F.output or os.path.join(F.model_dir or ".", "results.json")
-    if config.task == "top_down":
+    if descriptor.task == "top_down":
         from keras_pose.evaluation.coco_eval import print_stats
         from keras_pose.evaluation.topdown import evaluate_topdown
 
-        results, stats = evaluate_topdown(task.inference_model(model), task.codec, annotations,
-                                          images_dir, boxes=F.boxes, flip=F.flip,
-                                          score_threshold=F.box_score_threshold,
+        results, stats = evaluate_topdown(predictor, predictor.codec, annotations, images_dir,
+                                          boxes=F.boxes, score_threshold=F.box_score_threshold,
                                           max_images=F.max_images, results_path=output)
         print_stats(stats)
-        return _with_crowd_index(stats, results, annotations, task.codec.spec)
+        return _with_crowd_index(stats, results, annotations, spec)
     from keras_pose.evaluation.bottom_up import evaluate_bottom_up
-    from keras_pose.inference.predictor import PosePredictor, protocol_options
 
-    codec = task.codec
-    if F.grouping:
-        codec = type(codec)(codec.config, codec.spec, grouping=F.grouping)
-    given = {"input_height": F.input_height,
-             "scales": tuple(float(s) for s in F.scales) if F["scales"].present else None,
-             "flip": F.flip if F["flip"].present else None, "grouping": F.grouping}
-    opts = protocol_options(F.protocol, **given)
-    opts.setdefault("scales", tuple(float(s) for s in F.scales))
-    opts.setdefault("flip", F.flip)
-    predictor = PosePredictor(model, codec=codec, **opts)
-    results, stats = evaluate_bottom_up(predictor, codec, annotations, images_dir,
+    results, stats = evaluate_bottom_up(predictor, predictor.codec, annotations, images_dir,
                                         max_images=F.max_images, results_path=output,
                                         print_table=True)
-    return _with_crowd_index(stats, results, annotations, task.codec.spec)
+    return _with_crowd_index(stats, results, annotations, spec)
 
 
-def _pckh(model, task) -> dict:
+def _pckh(predictor) -> dict:
     """MPII's PCKh@0.5 of a bottom-up model on MPII-format annotations."""
     from keras_pose.evaluation.pckh import evaluate_predictor_pckh, format_pckh
-    from keras_pose.inference.predictor import PosePredictor
 
-    if task.name != "bottom_up":
-        raise ValueError("--mpii_annotations scores bottom-up models (top-down needs boxes)")
-    codec = task.codec
-    if F.grouping:
-        codec = type(codec)(codec.config, codec.spec, grouping=F.grouping)
-    predictor = PosePredictor(model, codec=codec, input_height=F.input_height,
-                              scales=tuple(float(s) for s in F.scales), flip=F.flip)
     stats = evaluate_predictor_pckh(predictor, F.mpii_annotations, F.images_dir,
                                     max_images=F.max_images)
     print(format_pckh(stats))

@@ -1,31 +1,39 @@
-"""COCO keypoint AP of a bottom-up Keras model over a COCO-format image set.
+"""COCO keypoint AP of a bottom-up model over a COCO-format image set.
 
-The same path a user takes (``PosePredictor``: letterbox -> model.predict ->
-``BodyPartsCodec.decode`` -> original pixels), then pycocotools.
+The same path a user takes (``PosePredictor``: letterbox -> network ->
+``BodyPartsCodec.decode`` -> original pixels), then pycocotools. This module
+only reads images and drives the predictor.
 """
 from __future__ import annotations
 
 import logging
 import os
 
+from tqdm import tqdm
+
 from keras_pose.evaluation.coco_eval import (evaluate_keypoints, load_coco_gt, print_stats,
                                              write_results)
+from keras_pose.inference.predictor import PosePredictor
+from keras_pose.io import ImageReadError, load_image
 
 log = logging.getLogger(__name__)
 
 
 def evaluate_bottom_up(model, codec, annotations, images_dir, input_height=None, scales=(1.0,),
                        flip: bool = False, max_images=None, batch_size: int = 8,
-                       results_path=None, progress: bool = True, print_table: bool = False):
+                       results_path=None, progress: bool = True, print_table: bool = False,
+                       output=None):
     """Run ``model`` on every image of ``annotations`` and score it.
 
     Args:
-        model: a bottom-up Keras model (training or inference form) or a
-            ready ``PosePredictor``.
+        model: a ready ``PosePredictor`` (e.g. ``keras_pose.load(run)``), a
+            network, or a bottom-up Keras model with one output.
         codec: its BodyPartsCodec.
         annotations: person_keypoints JSON (path, dict or COCO object).
         images_dir: folder holding the images' ``file_name``s.
-        input_height, scales, flip: ``PosePredictor`` options (docs/method_bottom_up.md §5.2).
+        input_height, scales, flip, output: ``PosePredictor`` options (ignored for a
+            ready predictor; docs/method_bottom_up.md §5.2); ``output`` names the
+            decoded output of a training model (a RunDescriptor).
         max_images: only the first N images (sorted ids), for quick checks.
         results_path: also write the COCO results JSON there.
 
@@ -33,18 +41,13 @@ def evaluate_bottom_up(model, codec, annotations, images_dir, input_height=None,
         (results, stats) - COCO results dicts and the 10 AP/AR numbers plus
         ``num_images`` and ``unreadable`` (images skipped with a warning).
     """
-    from tqdm import tqdm
-
-    from keras_pose.inference.predictor import PosePredictor
-    from keras_pose.io import ImageReadError, load_image
-
     gt = load_coco_gt(annotations)
     ids = sorted(gt.getImgIds())
     if max_images is not None:
         ids = ids[:int(max_images)]
     predictor = model if isinstance(model, PosePredictor) else PosePredictor(
         model, codec=codec, input_height=input_height, scales=scales, flip=flip,
-        batch_size=batch_size)
+        batch_size=batch_size, output=output)
     results, done, unreadable = [], [], 0
     bar = tqdm(total=len(ids), desc="evaluating", unit="img", disable=not progress)
     for start in range(0, len(ids), batch_size):

@@ -2,14 +2,13 @@
 
 Shapes: P persons in an image, K keypoints.
 
-``docs/method_top_down.md`` §5.3 (SimpleBaseline/HRNet protocol): keep boxes with score
-above a threshold (0.0), crop each (UDP), predict in batches with the flip
-test, decode (DARK), map back through the crop inverse, rescore each pose as
-box score x mean of its keypoint confidences above 0.2, OKS-NMS per image at
-0.9, write COCO results and score them with pycocotools (``coco_eval``).
+``docs/method_top_down.md`` §5.3 (SimpleBaseline/HRNet protocol): keep boxes
+with score above a threshold (0.0), then the ``TopDownPredictor`` (UDP crops,
+flip test, DARK decoding, rescoring, OKS-NMS at 0.9 per image) over every
+image, write COCO results and score them with pycocotools (``coco_eval``).
+This module only reads boxes and images and drives the predictor.
 
-The OKS used by the NMS below is ordinary post-processing; AP itself comes from
-pycocotools' COCOeval only. Imports without TensorFlow.
+Imports without TensorFlow.
 """
 from __future__ import annotations
 
@@ -22,46 +21,15 @@ from typing import Optional
 import numpy as np
 
 from keras_pose.codecs.heatmap import HeatmapCodec
-from keras_pose.geometry import box_problem
+from keras_pose.codecs.postprocess import OKS_NMS_THRESHOLD
 from keras_pose.evaluation.coco_eval import evaluate_keypoints, load_coco_gt, write_results
-from keras_pose.inference.topdown_predictor import (KEYPOINT_SCORE_THRESHOLD, iter_crops,
-                                                    predict_crops, rescore)
-from keras_pose.structures import Poses
+from keras_pose.geometry import box_problem
+from keras_pose.inference.topdown_predictor import TopDownPredictor
+from keras_pose.io import ImageReadError, load_image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate_topdown", "load_boxes", "oks_nms", "collect_crops", "poses_to_results"]
-
-
-def oks_nms(keypoints, scores, areas, sigmas, threshold: float = 0.9) -> np.ndarray:
-    """Greedy non-maximum suppression of poses by OKS; returns kept indices (best first).
-
-    Args:
-        keypoints: (P, K, 3) [x, y, score] in image pixels.
-        scores: (P,) person scores; areas: (P,) box areas (pixels^2).
-        sigmas: (K,) COCO OKS sigmas; threshold: suppress OKS > threshold.
-
-    OKS between poses a, b (COCO's formula, as in SimpleBaseline's oks_nms):
-    mean_k exp(-d_k^2 / (2 * s * (2 sigma_k)^2)) with s the mean of the areas.
-    """
-    kp = np.asarray(keypoints, np.float64)
-    sc = np.asarray(scores, np.float64).reshape(-1)
-    ar = np.asarray(areas, np.float64).reshape(-1)
-    if kp.shape[0] == 0:
-        return np.zeros((0,), np.int64)
-    var = (2.0 * np.asarray(sigmas, np.float64)) ** 2                     # (K,)
-    order = np.argsort(-sc, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(int(i))
-        if not rest.size:
-            break
-        d2 = ((kp[rest, :, :2] - kp[i, None, :, :2]) ** 2).sum(-1)         # (R, K)
-        s = (ar[rest] + ar[i]) / 2.0 + np.spacing(1)
-        oks = np.exp(-d2 / var[None, :] / s[:, None] / 2.0).mean(axis=1)
-        order = rest[oks <= threshold]
-    return np.asarray(keep, np.int64)
+__all__ = ["evaluate_topdown", "load_boxes"]
 
 
 def load_boxes(boxes, gt, image_ids, score_threshold: float = 0.0):
@@ -127,15 +95,12 @@ def load_boxes(boxes, gt, image_ids, score_threshold: float = 0.0):
     return out, counts
 
 
-def collect_crops(gt, images_dir, boxes_by_image, codec: HeatmapCodec, progress: bool = False,
-                  counts: Optional[dict] = None):
-    """Generator of (CropRecord, crop) over all images, reading each image once (RGB).
+def _images(gt, images_dir, boxes_by_image, counts, progress=False):
+    """(image_id, RGB image, boxes, scores) for every image with boxes, each read once.
 
     An unreadable image is skipped with a warning and counted in
     ``counts["bad_image"]`` (its boxes then yield no poses).
     """
-    from keras_pose.io import ImageReadError, load_image
-
     ids = [i for i in sorted(boxes_by_image) if boxes_by_image[i]]
     if progress:
         from tqdm import tqdm
@@ -145,49 +110,31 @@ def collect_crops(gt, images_dir, boxes_by_image, codec: HeatmapCodec, progress:
             image = load_image(os.path.join(os.fspath(images_dir), gt.imgs[iid]["file_name"]))
         except ImageReadError as e:
             log.warning("skipping image %s: %s", iid, e)
-            if counts is not None:
-                counts["bad_image"] = counts.get("bad_image", 0) + 1
+            counts["bad_image"] = counts.get("bad_image", 0) + 1
             continue
-        bx = [b for b, _ in boxes_by_image[iid]]
-        sc = [s for _, s in boxes_by_image[iid]]
-        yield from iter_crops(image, iid, bx, sc, codec)
+        yield (iid, image, [b for b, _ in boxes_by_image[iid]],
+               [s for _, s in boxes_by_image[iid]])
 
 
-def poses_to_results(pairs, sigmas, oks_threshold: Optional[float] = 0.9,
-                     keypoint_threshold: float = KEYPOINT_SCORE_THRESHOLD) -> list:
-    """(CropRecord, (K, 3) image keypoints) pairs -> rescored, OKS-NMSed COCO results."""
-    by_image = {}
-    for rec, kp in pairs:
-        by_image.setdefault(rec.image_id, []).append((rec, kp))
-    results = []
-    for iid in sorted(by_image):
-        recs = [r for r, _ in by_image[iid]]
-        kps = np.stack([k for _, k in by_image[iid]])
-        scores = rescore(kps, [r.box_score for r in recs], keypoint_threshold)
-        poses = Poses(kps, scores)
-        if oks_threshold is not None:
-            areas = np.array([r.box[2] * r.box[3] for r in recs])
-            poses = poses.select(oks_nms(kps, scores, areas, sigmas, oks_threshold))
-        results.extend(poses.to_coco(iid))
-    return results
-
-
-def evaluate_topdown(model_or_predict_fn, codec: HeatmapCodec, annotations, images_dir,
+def evaluate_topdown(model, codec: HeatmapCodec, annotations, images_dir,
                      boxes="gt", score_threshold: float = 0.0, batch_size: int = 32,
                      flip: bool = True, max_images: Optional[int] = None,
-                     oks_nms_threshold: Optional[float] = 0.9, results_path=None,
+                     oks_nms_threshold: Optional[float] = OKS_NMS_THRESHOLD, results_path=None,
                      progress: bool = True):
     """COCO keypoint AP of a top-down model from person boxes.
 
     Args:
-        model_or_predict_fn: a Keras model (inference form) or a callable
-            ``fn(images)`` / ``fn(images, records)`` -> (B, h, w, K) heatmaps.
+        model: a ready ``TopDownPredictor``, or what one runs: a network, a Keras
+            model (inference form) or a callable ``fn(images)`` /
+            ``fn(images, records)`` -> (B, h, w, K) heatmaps.
         codec: the HeatmapCodec of the model.
         annotations: COCO person_keypoints JSON (path, dict or COCO object).
         images_dir: folder of the images.
         boxes: "gt" or the path of a detections JSON (COCO results format).
         score_threshold: drop detections scoring below this.
         max_images: evaluate only the first N images (sorted ids).
+        batch_size, flip, oks_nms_threshold: ``TopDownPredictor`` options (ignored
+            for a ready predictor).
         results_path: optionally write the results JSON there.
 
     Returns:
@@ -196,16 +143,20 @@ def evaluate_topdown(model_or_predict_fn, codec: HeatmapCodec, annotations, imag
         "bad_box", "not_person", "unknown_image", "bad_image"} (+ "message"
         when nothing could be evaluated).
     """
+    predictor = model if isinstance(model, TopDownPredictor) else TopDownPredictor(
+        model, codec, flip=flip, batch_size=batch_size, oks_nms_threshold=oks_nms_threshold)
     gt = load_coco_gt(annotations)
     image_ids = sorted(gt.getImgIds())
     if max_images is not None:
         image_ids = image_ids[:int(max_images)]
     boxes_by_image, counts = load_boxes(boxes, gt, image_ids, score_threshold)
     counts["bad_image"] = 0
-    crops = collect_crops(gt, images_dir, boxes_by_image, codec, progress, counts)
-    pairs = predict_crops(model_or_predict_fn, codec, crops, batch_size, flip)
-    results = poses_to_results(pairs, codec.spec.sigmas, oks_nms_threshold)
-    stats = dict(evaluate_keypoints(results, gt, image_ids=image_ids, sigmas=codec.spec.sigmas))
+    results = []
+    for iid, poses in predictor.predict_images(_images(gt, images_dir, boxes_by_image, counts,
+                                                        progress)):
+        results.extend(poses.to_coco(iid))
+    sigmas = predictor.codec.spec.sigmas
+    stats = dict(evaluate_keypoints(results, gt, image_ids=image_ids, sigmas=sigmas))
     stats.update(counts, num_images=len(image_ids), num_results=len(results))
     if not results:
         stats["message"] = (f"no person boxes survived (boxes={boxes!r}, skipped: "

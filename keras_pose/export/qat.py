@@ -280,16 +280,14 @@ def model_config_from(config: dict, model=None):
     return cfg
 
 
-def qat_export(model, config: dict, calibration, io_dtype="uint8", input_size=None,
-               epochs=1, steps=50, model_config=None, learning_rate=1e-4,
-               descriptor=None) -> bytes:
-    """QAT fine-tune ``model`` (Keras 3) by distillation on ``calibration`` and convert to int8."""
-    from keras_pose.export import tflite as export_lib
+def qat_export(model, config: dict, calibration, teacher, io_dtype="uint8", epochs=1,
+               steps=50, model_config=None, learning_rate=1e-4) -> bytes:
+    """QAT fine-tune ``model`` (Keras 3) by distillation on ``calibration`` and convert to int8.
+
+    ``teacher`` is the Keras export model (``export.tflite.build_export_model``) whose
+    outputs the quantised twin learns to match.
+    """
     cfg = model_config or model_config_from(config, model)
-    if descriptor is None:
-        from keras_pose.train.config import read_descriptor
-        descriptor = read_descriptor(config)
-    teacher = export_lib.build_export_model(model, descriptor, input_size)
     qat = qat_finetune(cfg, model.get_weights(), np.asarray(calibration, np.float32),
                        epochs=epochs, steps=steps, learning_rate=learning_rate,
                        teacher=lambda x: teacher.predict(x, batch_size=1, verbose=0))

@@ -29,6 +29,7 @@ import numpy as np
 from keras_pose.checks import check_output_dir
 from keras_pose.inference import tflite_runner as _rt
 from keras_pose.io import atomic_path, atomic_write_json
+from keras_pose.inference.loader import load_keras_run
 
 QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 IO_DTYPES = ("uint8", "int8", "float32")
@@ -36,42 +37,17 @@ SIDECAR_FORMAT = _rt.SIDECAR_FORMAT
 
 
 # ---------------------------------------------------------------------- loading
-def _register_custom_objects():
-    """Import the modules whose layers are registered (best effort: they may be absent)."""
-    for mod in ("keras_pose.models", "keras_pose.losses"):
-        try:
-            __import__(mod)
-        except ImportError:
-            pass
-
-
 def load_keras_model(model_path=None, model_dir=None):
     """Load a Keras model from a ``.keras`` file or a training output dir.
 
     Returns (model, config dict or {}): the run's ``config.json`` (the dir's, or
     the one beside the ``.keras`` file) when present.
     """
-    import keras
     if (model_path is None) == (model_dir is None):
         raise ValueError("give exactly one of --model (a .keras file) or --model_dir")
     if model_dir is not None:
         model_path = pathlib.Path(model_dir) / "model.keras"
-    model_path = pathlib.Path(model_path)
-    config = {}
-    cfg = model_path.with_name("config.json")
-    if cfg.is_file():
-        try:
-            config = json.loads(cfg.read_text())
-        except ValueError as e:
-            raise ValueError(f"{cfg}: not valid JSON ({e})") from None
-    if not model_path.is_file():
-        raise ValueError(f"model file not found: {model_path}")
-    _register_custom_objects()
-    try:
-        model = keras.saving.load_model(str(model_path), compile=False)
-    except Exception as e:  # a corrupt zip, an unknown layer, ...
-        raise ValueError(f"cannot load Keras model {model_path}: {type(e).__name__}: {e}") from e
-    return model, config
+    return load_keras_run(model_path)
 
 
 def _output_name(tensor) -> str:
@@ -344,9 +320,8 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
     codec = descriptor.build_codec()
     if quantize == "qat":
         from keras_pose.export import qat
-        data = qat.qat_export(model, config or {}, calibration, io_dtype=io_dtype or "uint8",
-                              input_size=input_size, descriptor=descriptor,
-                              **(qat_kwargs or {}))
+        data = qat.qat_export(model, config or {}, calibration, em,
+                              io_dtype=io_dtype or "uint8", **(qat_kwargs or {}))
     else:
         data = convert(em, quantize, calibration, io_dtype)
     # An earlier export in this folder stays whole until the new one is: the graph is

@@ -1,12 +1,16 @@
-"""Inference: preprocessing, the Keras predictor and the TFLite runner.
+"""Inference: networks (Keras / LiteRT), the bottom-up and top-down predictors, load().
 
-Names resolve lazily so that importing this package (or the TensorFlow-free
-preprocessing and TFLite runner) never imports TensorFlow.
+Names resolve lazily so that importing this package never imports TensorFlow;
+only building a ``KerasNetwork`` (or loading a ``.keras``) imports Keras.
 """
 import importlib
 
 _LAZY = {
     "PosePredictor": "keras_pose.inference.predictor",
+    "BottomUpPredictor": "keras_pose.inference.predictor",
+    "KerasNetwork": "keras_pose.inference.networks",
+    "LiteRTNetwork": "keras_pose.inference.networks",
+    "load": "keras_pose.inference.loader",
     "TFLiteRunner": "keras_pose.inference.tflite_runner",
     "TopDownPredictor": "keras_pose.inference.topdown_predictor",
 }

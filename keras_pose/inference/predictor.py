@@ -1,8 +1,10 @@
-"""PosePredictor: the Keras inference path for bottom-up (Simple Pose) models.
+"""PosePredictor: the bottom-up (Simple Pose) predictor over a network.
 
-image -> letterbox (``preprocess``) -> ``model.predict`` -> flip fusion ->
-multi-scale averaging -> ONE ``codec.decode`` -> poses mapped back to the
-original image (Li et al., AAAI 2020; ``docs/method_bottom_up.md`` §5.2).
+image -> letterbox (``geometry``) -> network -> flip fusion -> multi-scale
+averaging -> ONE ``codec.decode`` -> poses mapped back to the original image
+(Li et al., AAAI 2020; ``docs/method_bottom_up.md`` §5.2). The network is a
+Keras model or a LiteRT interpreter (``inference.networks``): the Keras path,
+the TFLite path and COCO evaluation share this code.
 
 Maps live at stride s (4): map cell q is centred on input pixel s*q + s/2 - 0.5
 (the encoder's convention), so every frame change is an affine and maps of
@@ -12,20 +14,21 @@ from __future__ import annotations
 
 import collections
 import copy
-import re
 import time
 
 import cv2
 import numpy as np
 
 from keras_pose.codecs import BodyPartsCodec
-from keras_pose.geometry import letterbox, letterbox_geometry, letterbox_to, resize_affine
+from keras_pose.geometry import (compose, invert_affine, letterbox, letterbox_geometry,
+                                 letterbox_to, map_affine, resize_affine)
+from keras_pose.inference.networks import as_network
 from keras_pose.io import load_image
-from keras_pose.structures import Poses, invert_affine
+from keras_pose.structures import Poses
 
-__all__ = ["PosePredictor", "decode_to_original", "PROTOCOLS", "protocol_options"]
+__all__ = ["PosePredictor", "BottomUpPredictor", "decode_to_original", "PROTOCOLS",
+           "protocol_options"]
 
-_OUTPUT_NAME = re.compile(r"^s(\d+)_x(\d+)$")
 # Test-time protocols: predictor options by name. "paper" is the authors' evaluation
 # (Li et al., AAAI 2020; docs/paper_model.md): their height rule with a 512 px box
 # and the scale search 0.5-3 of their published test-dev result, flip, and the
@@ -38,6 +41,7 @@ PROTOCOLS = {
               "fuse_at": "image", "multiple": 64, "pad_value": 128, "grouping": "paper"},
 }
 FUSE_AT = ("map", "image")
+_CHUNK_IMAGES = 16  # images per network round in predict(list): bounds memory
 
 
 def protocol_options(name: str, **overrides) -> dict:
@@ -46,46 +50,6 @@ def protocol_options(name: str, **overrides) -> dict:
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
     return {**PROTOCOLS[name], **{k: v for k, v in overrides.items() if v is not None}}
-
-
-_CHUNK_IMAGES = 16  # images per model.predict round in predict(list): bounds memory
-_MAX_PREDICT_FNS = 32  # traced predict functions kept (one per letterboxed input size)
-
-
-def _h(m):
-    """(2, 3) -> (3, 3) homogeneous."""
-    return np.vstack([np.asarray(m, np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
-
-
-def _compose(a, b):
-    """The affine 'b then a' as (2, 3)."""
-    return (_h(a) @ _h(b))[:2]
-
-
-def _map_affine(stride: int) -> np.ndarray:
-    """Input pixels -> map cells: q = (X - (s/2 - 0.5)) / s."""
-    s = float(stride)
-    off = -(s / 2.0 - 0.5) / s
-    return np.array([[1 / s, 0.0, off], [0.0, 1 / s, off]])
-
-
-def _finest_last_stack(model, num_scales: int) -> int:
-    """Index of the last stack's finest output in a training model's output list."""
-    n = len(model.outputs)
-    if n == 1:
-        return 0
-    names = list(getattr(model, "output_names", []) or [])
-    parsed = [_OUTPUT_NAME.match(str(name)) for name in names]
-    if len(names) == n and all(parsed):
-        ts = [(int(p.group(1)), int(p.group(2))) for p in parsed]
-        last = max(t for t, _ in ts)
-        finest = min(j for t, j in ts if t == last)
-        return ts.index((last, finest))
-    # Unnamed outputs: the house layout is stack-major, finest first.
-    if n % num_scales:
-        raise ValueError(f"cannot find the last stack's finest output among {n} outputs "
-                         f"(expected names s{{t}}_x{{j}} or a multiple of {num_scales} outputs)")
-    return n - num_scales
 
 
 def decode_to_original(codec, maps, affine, content_hw) -> Poses:
@@ -99,33 +63,16 @@ def decode_to_original(codec, maps, affine, content_hw) -> Poses:
     return poses.transform(invert_affine(affine))
 
 
-def _dynamic_clone(model):
-    """A copy of a fixed-size functional model on a (None, None, 3) input (weights copied)."""
-    import keras
-
-    inp = keras.Input(shape=(None, None, 3), name=model.inputs[0].name)
-    try:
-        clone = keras.models.clone_model(model, input_tensors=inp)
-    except Exception as e:  # subclassed models or layers tied to the input size
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"model {model.name!r} has a fixed {tuple(model.inputs[0].shape[1:3])} "
-                         f"input and cannot be re-built for other sizes ({why}); "
-                         "leave input_height and scales at their defaults") from None
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 class PosePredictor:
     """Bottom-up poses for images, in original image pixels.
 
     Args:
-        model: a Keras bottom-up model, either a training model (a list of
-            stacks x scales outputs: the last stack's finest one is used) or an
-            inference model with one (B, H/s, W/s, C) output. Input: float32
-            RGB 0..255, (B, H, W, 3). A model with a fixed H x W runs at that
-            size (``letterbox_to``) unless ``input_height`` or several scales
-            are given: then it is cloned onto a (None, None) input (it must be
-            fully convolutional) and gets the ``letterbox`` by height.
+        network: a ``KerasNetwork`` / ``LiteRTNetwork`` or a Keras model (wrapped
+            in a ``KerasNetwork``). Input: RGB 0..255, (B, H, W, 3). A network
+            with a fixed H x W runs at that size (``letterbox_to``) unless
+            ``input_height`` or several scales are given: then a Keras model is
+            re-built on a (None, None) input (it must be fully convolutional)
+            and gets the ``letterbox`` by height.
         codec: the BodyPartsCodec that decodes the maps (default: the paper's).
         input_height: letterbox height at scale 1.0 (default: 640, the
             authors' boxsize; a fixed-size model's own size).
@@ -133,6 +80,7 @@ class PosePredictor:
         flip: also run the mirrored image and fuse (§5.2 step 6).
         multiple: pad to multiples of this (64: the coarsest output is /64).
         pad_value: grey level of the padding (the authors' 128).
+        batch_size: images per network batch.
         fuse_at: where scales are averaged and decoded. "map": in the stride-s
             map frame of scale 1.0 (fast). "image": each scale's maps are
             upsampled x stride (bicubic), cropped to the image and resized to
@@ -141,16 +89,17 @@ class PosePredictor:
             ``protocol_options("paper")`` gives all of their settings.
         grouping: decode with this person assembly instead of the codec's
             ("paper": the authors', "matched": keras_pose's; docs/grouping.md).
-        batch_size: images per ``model.predict`` batch.
+        output: which output of a multi-output Keras model is decoded (a
+            RunDescriptor or its ``output`` dict, e.g. the last stack's finest).
 
     After each ``predict``/``maps`` call, ``last_timing`` holds the seconds
     spent in load, preprocess, network, fuse (flip + scale resampling) and
     decode.
     """
 
-    def __init__(self, model, codec=None, input_height: int | None = None,
+    def __init__(self, network, codec=None, input_height: int | None = None,
                  scales=(1.0,), flip: bool = False, multiple: int = 64,
-                 pad_value: int = 128, batch_size: int = 8, fuse_at: str = "map",
+                 pad_value: int = 128, batch_size: int = 8, output=None, fuse_at: str = "map",
                  grouping: str | None = None):
         self.codec = codec if codec is not None else BodyPartsCodec()
         if not isinstance(self.codec, BodyPartsCodec):
@@ -176,86 +125,46 @@ class PosePredictor:
             raise ValueError(f"scales must be positive, got {scales}")
         self.flip = bool(flip)
         self.multiple, self.pad_value = int(multiple), int(pad_value)
-        self.batch_size = max(1, int(batch_size))
         self.last_timing = {}
-        # A fixed-size model runs at its own size (letterbox_to) unless a height
+        # A fixed-size network runs at its own size (letterbox_to) unless a height
         # or several scales are asked for: then a fully convolutional copy on a
         # (None, None) input takes the authors' height letterbox.
-        trained_hw = tuple(getattr(model, "inputs", [None])[0].shape[1:3]) \
-            if getattr(model, "inputs", None) else (None, None)
-        self._setup_model(model, want_dynamic=input_height is not None or self.scales != (1.0,))
+        want_dynamic = input_height is not None or self.scales != (1.0,)
+        self.network = as_network(network, output, dynamic=want_dynamic, batch_size=batch_size)
+        self.fixed_size = self.network.input_size
+        if want_dynamic and self.fixed_size is not None:
+            raise ValueError(f"this network runs at a fixed {self.fixed_size[0]}x"
+                             f"{self.fixed_size[1]} input: input_height and scales need a "
+                             "Keras model that can be re-built for other sizes")
+        channels = getattr(self.network, "channels", None)
+        if channels is not None and channels != self.spec.num_channels:
+            raise NotImplementedError(
+                f"the network outputs {channels} channels, not the {self.spec.num_channels} "
+                "bottom-up maps: top-down (heatmap) models need "
+                "keras_pose.inference.TopDownPredictor")
         if self.fixed_size is not None:
             self.input_height = self.fixed_size[0]
         else:
             # A fixed-size model made dynamic for several scales keeps its own
             # height as scale 1.0; a model built dynamic gets the authors' 640.
-            self.input_height = int(input_height or trained_hw[0] or 640)
+            trained = getattr(self.network, "trained_size", None)
+            self.input_height = int(input_height or (trained[0] if trained else 640))
         if self.input_height <= 0:
             raise ValueError(f"input_height must be positive, got {input_height}")
 
-    # ------------------------------------------------------------------ model
-    def _setup_model(self, model, want_dynamic: bool):
-        import keras
-
-        if not getattr(model, "outputs", None) or not getattr(model, "inputs", None):
-            raise ValueError("PosePredictor needs a functional Keras model (with .inputs/.outputs)")
-        shape = tuple(model.inputs[0].shape)
-        if len(shape) != 4 or shape[-1] != 3:
-            raise ValueError(f"expected an NHWC RGB image input, got input shape {shape}")
-        if want_dynamic and None not in shape[1:3]:
-            model = _dynamic_clone(model)
-            shape = tuple(model.inputs[0].shape)
-        self.model = model
-        idx = _finest_last_stack(model, int(self.codec.config.num_scales))
-        out = model.outputs[idx]
-        channels = out.shape[-1]
-        if channels != self.spec.num_channels:
-            raise NotImplementedError(
-                f"model output {idx} has {channels} channels, not the {self.spec.num_channels} "
-                "bottom-up maps: top-down (heatmap) models need "
-                "keras_pose.inference.TopDownPredictor")
-        # A sub-model with only the needed output: predict returns one array.
-        self.net = model if len(model.outputs) == 1 else keras.Model(model.inputs, out)
-        self.fixed_batch = shape[0]
-        self._predict_fns = collections.OrderedDict()
-        self.fixed_size = (int(shape[1]), int(shape[2])) if None not in shape[1:3] else None
-
-    def _predict(self, x: np.ndarray, batch_size: int) -> np.ndarray:
-        """``net.predict`` with one Keras predict function per input size.
-
-        Keras traces ``predict`` with ``reduce_retracing``: after a second input
-        size it re-traces with (None) spatial dims, and in TF 2.21 dilated convs
-        (the IMHN stem) traced that way reuse the SpaceToBatch padding of the
-        first size and fail ("padded_shape ... is not divisible by
-        block_shape"). Letterboxed sizes are few (multiples of 64), so each gets
-        its own function, traced with static shapes.
-        """
-        key = tuple(x.shape[1:3])
-        self.net.predict_function = self._predict_fns.pop(key, None)  # None: Keras makes one
-        out = self.net.predict(x, batch_size=batch_size, verbose=0)
-        self._predict_fns[key] = self.net.predict_function
-        while len(self._predict_fns) > _MAX_PREDICT_FNS:
-            self._predict_fns.popitem(last=False)  # least recently used
-        return np.asarray(out)
+    @property
+    def net(self):
+        """The Keras inference model of a ``KerasNetwork`` (one output)."""
+        return getattr(self.network, "model", None)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """(n, H, W, 3) uint8 -> (n, H/s, W/s, C) float32 maps."""
-        x = batch.astype(np.float32)
-        n = x.shape[0]
-        if self.fixed_batch:  # e.g. an export model built with batch_size=1
-            b = int(self.fixed_batch)
-            pad = (-n) % b
-            if pad:
-                x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-            out = np.concatenate([self._predict(x[i:i + b], b)
-                                  for i in range(0, x.shape[0], b)])[:n]
-        else:
-            out = self._predict(x, self.batch_size)
+        out = np.asarray(self.network.run(batch.astype(np.float32)), np.float32)
         expect = (batch.shape[1] // self.stride, batch.shape[2] // self.stride)
         if out.ndim != 4 or out.shape[1:3] != expect:
             raise ValueError(f"model output {out.shape[1:3]} for a {batch.shape[1:3]} input; "
                              f"expected {expect} at the codec's stride {self.stride}")
-        return out.astype(np.float32, copy=False)
+        return out
 
     # ---------------------------------------------------------- preprocessing
     def _frame(self, image_hw, scale: float):
@@ -279,8 +188,8 @@ class PosePredictor:
     def _to_reference(self, maps, m_scale, m_ref, ref_hw):
         """Resample one scale's (h, w, C) maps into the scale-1.0 map frame."""
         out_h, out_w = ref_hw[0] // self.stride, ref_hw[1] // self.stride
-        a = _map_affine(self.stride)
-        t = _compose(_compose(a, m_ref), invert_affine(_compose(a, m_scale)))
+        a = map_affine(self.stride)
+        t = compose(compose(a, m_ref), invert_affine(compose(a, m_scale)))
         if maps.shape[:2] == (out_h, out_w) and np.allclose(t, [[1, 0, 0], [0, 1, 0]], atol=1e-9):
             return maps
         # Bilinear: cv2's bicubic warp is limited to 4 channels; maps are smooth anyway.
@@ -293,7 +202,7 @@ class PosePredictor:
         maps are at stride s in the scale-1.0 letterbox frame of each image,
         M is that frame's original -> input affine and content_hw the size of
         the image inside it (input pixels). Inputs of equal padded size share a
-        ``model.predict`` batch (with their mirrors when ``flip``). With
+        network batch (with their mirrors when ``flip``). With
         ``fuse_at="image"`` the maps are at stride 1 in original image pixels
         (M the identity, content_hw the image size).
         """
@@ -377,16 +286,21 @@ class PosePredictor:
         codec = self._image_codec if self.fuse_at == "image" else self.codec
         return decode_to_original(codec, maps, m_ref, content)
 
-    def predict(self, image):
+    def predict(self, image, boxes=None):
         """Poses in original image pixels.
 
         Args:
             image: a path, an RGB uint8 (H, W, 3) array (or anything
                 ``load_image`` takes), or a list of them.
+            boxes: must be None (a bottom-up model finds the persons itself);
+                the argument keeps one ``predict`` signature for both tasks.
 
         Returns:
             ``Poses`` (P persons, K keypoints) for one image, a list for a list.
         """
+        if boxes is not None:
+            raise ValueError("a bottom-up model finds the persons itself: predict(image) "
+                             "takes no boxes")
         single = not isinstance(image, (list, tuple))
         results = self.maps_batch([image] if single else image)
         t = time.perf_counter()
@@ -395,3 +309,6 @@ class PosePredictor:
         return poses[0] if single else poses
 
     __call__ = predict
+
+
+BottomUpPredictor = PosePredictor

@@ -1,37 +1,37 @@
-"""TFLiteRunner: image -> letterbox -> LiteRT interpreter -> codec decode -> Poses (original pixels).
+"""TFLiteRunner: an exported ``model.tflite`` + ``model.json`` as a pose predictor.
 
-The phone-side path: NumPy, OpenCV and ``ai_edge_litert`` only -
-no TensorFlow import (``tf.lite.Interpreter`` is a fallback used only when ai-edge-litert is
-missing). The sidecar ``model.json`` written by ``keras_pose.export.tflite`` supplies the codec,
-the KeypointSpec and the I/O quantization; normalisation lives inside the graph, so the runner
-only letterboxes, casts/quantizes, runs and dequantizes.
+The phone-side path: NumPy, OpenCV and ``ai_edge_litert`` only - no TensorFlow
+import. The runner is the task's predictor (``PosePredictor`` or
+``TopDownPredictor``, the same code the Keras path runs) over a
+``LiteRTNetwork``; the sidecar's run descriptor supplies the task, the codec and
+the KeypointSpec. Normalisation lives inside the graph, so the network only
+casts/quantizes, runs and dequantizes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
 import pathlib
-import time
 
 import numpy as np
 
 from keras_pose.descriptor import DescriptorError, RunDescriptor, build_codec, input_convention
-from keras_pose.structures import Poses, apply_affine, invert_affine
+from keras_pose.geometry import letterbox_to
+from keras_pose.inference.networks import LiteRTNetwork, TFLiteRunnerError, make_interpreter
+from keras_pose.inference.predictor import PosePredictor
+from keras_pose.inference.topdown_predictor import TopDownPredictor
+from keras_pose.io import load_image
 
-log = logging.getLogger(__name__)
+__all__ = ["SIDECAR_FORMAT", "TFLiteRunner", "TFLiteRunnerError", "load_sidecar",
+           "make_interpreter", "read_image"]
 
 SIDECAR_FORMAT = "keras_pose.tflite/2"    # model.json with a run descriptor
 _SIDECAR_FORMAT_1 = "keras_pose.tflite/1"  # before descriptors: still read
+NetRunner = LiteRTNetwork  # the name the export code and older scripts use
 
 
-class TFLiteRunnerError(ValueError):
-    """A bad model, sidecar or image given to the TFLite runner (one clear line)."""
-
-
-# ----------------------------------------------------------------- image input
 def read_image(path) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a file; one clear error when it cannot be read."""
-    from keras_pose.io import load_image# BGR -> RGB at read time
     try:
         return load_image(pathlib.Path(path))
     except (ValueError, OSError) as e:
@@ -39,130 +39,13 @@ def read_image(path) -> np.ndarray:
 
 
 def letterbox(image, input_hw):
-    """Letterbox (H0, W0, 3) RGB into the model's fixed (H, W).
+    """Letterbox (H0, W0, 3) RGB into the model's fixed (H, W) (``geometry.letterbox_to``).
 
     Returns (x, M): x (H, W, 3) float32 RGB 0..255, M the (2, 3) affine original ->
-    model-input pixels. Delegates to ``keras_pose.inference.preprocess.letterbox_to`` so the
-    Keras predictor and this runner see identical inputs.
+    model-input pixels.
     """
-    from keras_pose.geometry import letterbox_to
-    hw = tuple(int(v) for v in input_hw)
-    x, m = letterbox_to(image, hw)
+    x, m = letterbox_to(image, tuple(int(v) for v in input_hw))
     return np.asarray(x, np.float32), np.asarray(m, np.float64)
-
-
-def _check_image(image):
-    """A path or an array (RGB/gray, uint8 or float 0..255) -> (H, W, 3) uint8 RGB."""
-    if image is None:
-        raise TFLiteRunnerError("image is None (was the frame read?)")
-    return read_image(image) if isinstance(image, (str, pathlib.Path)) else _as_rgb(image)
-
-
-def _as_rgb(array):
-    from keras_pose.io import load_image
-    try:
-        return load_image(np.asarray(array))
-    except ValueError as e:
-        raise TFLiteRunnerError(str(e)) from e
-
-
-# ----------------------------------------------------------------- interpreter
-def _interpreter_module():
-    try:
-        from ai_edge_litert import interpreter as mod
-        return mod
-    except ImportError:  # only then pay the TensorFlow import
-        import tensorflow as tf
-        log.warning("ai-edge-litert is not installed; falling back to tf.lite.Interpreter")
-        return _TfLiteShim(tf)
-
-
-class _TfLiteShim:
-    def __init__(self, tf):
-        self.Interpreter = tf.lite.Interpreter
-        self.OpResolverType = tf.lite.experimental.OpResolverType
-
-
-def make_interpreter(model, num_threads=2):
-    """An allocated interpreter for a .tflite path or bytes.
-
-    If the default XNNPACK delegate fails to prepare (an int8 activation with a zero range
-    from dead units; docs/tf_stack_notes.md §3) retry with the builtin kernels only, and log it.
-    """
-    mod = _interpreter_module()
-    src = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) \
-        else {"model_path": str(model)}
-    name = "<bytes>" if "model_content" in src else str(model)
-    if "model_path" in src:
-        p = pathlib.Path(model)
-        if not p.is_file():
-            raise TFLiteRunnerError(f"TFLite model not found: {p}")
-    try:
-        interp = mod.Interpreter(num_threads=num_threads, **src)
-    except (ValueError, RuntimeError) as e:
-        raise TFLiteRunnerError(f"cannot load TFLite model {name}: not a valid .tflite "
-                                f"flatbuffer (truncated or corrupt?): {e}".splitlines()[0]) from e
-    try:
-        interp.allocate_tensors()
-        return interp
-    except RuntimeError as e:
-        log.warning("XNNPACK failed to prepare %s (%s); retrying without default delegates",
-                    name, str(e).splitlines()[0])
-    interp = mod.Interpreter(num_threads=num_threads, experimental_op_resolver_type=
-                             mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, **src)
-    try:
-        interp.allocate_tensors()
-    except RuntimeError as e:
-        raise TFLiteRunnerError(f"cannot prepare TFLite model {name} even without XNNPACK: "
-                                f"{str(e).splitlines()[0]}") from e
-    return interp
-
-
-class NetRunner:
-    """The network alone: (H, W, 3) float RGB 0..255 -> (h, w, C) float32 maps.
-
-    Quantizes the input with the model's (scale, zero_point) when its input is integer and
-    dequantizes the output likewise.
-    """
-
-    def __init__(self, model, num_threads=2):
-        self.interpreter = make_interpreter(model, num_threads)
-        self.input = self.interpreter.get_input_details()[0]
-        self.outputs = self.interpreter.get_output_details()
-        self.input_shape = tuple(int(v) for v in self.input["shape"])
-        if len(self.input_shape) != 4:
-            raise TFLiteRunnerError(f"TFLite model input must be NHWC, got {self.input_shape}")
-
-    @property
-    def input_hw(self):
-        return self.input_shape[1:3]
-
-    def quantize_input(self, x):
-        dt = np.dtype(self.input["dtype"])
-        x = np.asarray(x, np.float32)
-        if dt.kind == "f":
-            return x.astype(dt)
-        scale, zp = self.input["quantization"]
-        if scale:
-            x = np.round(x / scale + zp)
-        info = np.iinfo(dt)
-        return np.clip(x, info.min, info.max).astype(dt)
-
-    def run(self, x, output_index=0):
-        """x: (H, W, 3) or (1, H, W, 3) float -> (h, w, C) float32 (batch dim dropped)."""
-        x = np.asarray(x)
-        if x.ndim == 3:
-            x = x[None]
-        if tuple(x.shape) != self.input_shape:
-            raise TFLiteRunnerError(f"input shape {tuple(x.shape)} != model input {self.input_shape}")
-        self.interpreter.set_tensor(self.input["index"], self.quantize_input(x))
-        self.interpreter.invoke()
-        d = self.outputs[output_index]
-        y = self.interpreter.get_tensor(d["index"])
-        scale, zp = d["quantization"]
-        if np.dtype(d["dtype"]).kind != "f":
-            y = (y.astype(np.float32) - zp) * (scale if scale else 1.0)
-        return np.asarray(y, np.float32)[0]
 
 
 # ----------------------------------------------------------------- full runner
@@ -226,8 +109,6 @@ def _check_same_export(model_path, sidecar_path, side: dict) -> None:
     want = side.get("tflite_sha256")
     if want is None:
         return
-    import hashlib
-
     if hashlib.sha256(pathlib.Path(model_path).read_bytes()).hexdigest() != want:
         raise TFLiteRunnerError(f"sidecar {sidecar_path} describes another model than "
                                 f"{model_path} (tflite_sha256 differs): re-run the export")
@@ -240,81 +121,72 @@ class TFLiteRunner:
         model_path: the .tflite file.
         sidecar: its model.json (default: ``model.json`` beside the model).
         num_threads: interpreter threads.
+        **options: predictor options (bottom-up: ``flip``; top-down: ``flip``,
+            ``batch_size``, ``oks_nms_threshold``, ``padding``).
 
-    ``runner(image)`` / ``runner.predict(image)``: image (H0, W0, 3) RGB uint8 (or a path)
-    -> Poses with keypoints (P, K, 3) in original-image pixels. ``last_timing`` holds the
-    seconds spent in preprocessing, the network and decoding for the latest call.
+    ``runner(image)`` / ``runner.predict(image[, boxes])``: image (H0, W0, 3) RGB uint8
+    (or a path, or a list) -> Poses with keypoints (P, K, 3) in original-image pixels;
+    top-down models need person ``boxes`` (N, 4) COCO [x, y, w, h]. ``last_timing``
+    holds the seconds per stage of the latest call.
     """
 
-    def __init__(self, model_path, sidecar=None, num_threads=2):
+    def __init__(self, model_path, sidecar=None, num_threads=2, **options):
         model_path = pathlib.Path(model_path)
-        self.net = NetRunner(model_path, num_threads)
+        self.net = LiteRTNetwork(model_path, num_threads)
         self.sidecar_path = pathlib.Path(sidecar) if sidecar else model_path.with_name("model.json")
         self.meta = load_sidecar(self.sidecar_path, self.net)
         _check_same_export(model_path, self.sidecar_path, self.meta)
         self.descriptor = self.meta["descriptor"]
         self.task = self.descriptor.task
         self.codec = build_codec(self.descriptor)
-        self.last_timing = {}
+        try:
+            if self.task == "top_down":
+                self.predictor = TopDownPredictor(self.net, self.codec, **options)
+            else:
+                self.predictor = PosePredictor(self.net, self.codec, **options)
+        except TypeError as e:
+            raise TFLiteRunnerError(f"bad option for a {self.task} model: {e}") from None
 
     @property
     def input_hw(self):
-        return self.net.input_hw
+        return self.net.input_size
 
-    def __call__(self, image, boxes=None) -> Poses:
+    @property
+    def last_timing(self) -> dict:
+        return self.predictor.last_timing
+
+    def __call__(self, image, boxes=None):
         return self.predict(image, boxes)
 
     def maps(self, image):
-        """(h, w, C) float32 maps of the letterboxed image and the (2, 3) letterbox affine."""
-        img = _check_image(image)
-        x, m = letterbox(img, self.input_hw)
-        return self.net.run(x), m
+        """Bottom-up: (h, w, C) float32 maps of the letterboxed image and the (2, 3) letterbox affine."""
+        maps, m, _ = self.predictor.maps(_check_image(image))
+        return maps, m
 
-    def predict(self, image, boxes=None) -> Poses:
+    def predict(self, image, boxes=None, box_scores=None):
         """Persons in ``image`` (original pixels); ``boxes`` (N, 4) only for top-down models."""
-        if self.task == "top_down":
-            return self._predict_top_down(image, boxes)
-        t0 = time.perf_counter()
-        img = _check_image(image)
-        x, m = letterbox(img, self.input_hw)
-        t1 = time.perf_counter()
-        maps = self.net.run(x)
-        t2 = time.perf_counter()
-        poses = self.codec.decode(maps).transform(invert_affine(m))
-        t3 = time.perf_counter()
-        self.last_timing = {"preprocess": t1 - t0, "network": t2 - t1, "decode": t3 - t2}
-        return poses
+        images = [_check_image(im) for im in image] if isinstance(image, (list, tuple)) \
+            else _check_image(image)
+        try:
+            if self.task == "top_down":
+                if boxes is None:
+                    raise TFLiteRunnerError("a top-down model needs person boxes: "
+                                            "predict(image, boxes)")
+                return self.predictor.predict(images, boxes, box_scores)
+            return self.predictor.predict(images)
+        except TFLiteRunnerError:
+            raise
+        except ValueError as e:
+            raise TFLiteRunnerError(str(e).splitlines()[0]) from None
 
-    def _predict_top_down(self, image, boxes):
-        """One crop per COCO box (x, y, w, h) -> HeatmapCodec.decode -> original pixels.
 
-        The person score is the mean of the keypoint scores (maxima of the maps).
-        """
-        from keras_pose import geometry as crops
-        if boxes is None:
-            raise TFLiteRunnerError("a top-down model needs person boxes: predict(image, boxes)")
-        boxes = np.asarray(boxes, np.float64)
-        if boxes.size and (boxes.ndim != 2 or boxes.shape[1] < 4):
-            raise TFLiteRunnerError(f"boxes must be (N, 4) COCO [x, y, w, h], got {boxes.shape}")
-        t0 = time.perf_counter()
-        img = _check_image(image)
-        h, w = self.input_hw
-        kps, t_net, t_dec = [], 0.0, 0.0
-        for box in boxes.reshape(-1, boxes.shape[-1] if boxes.size else 4):
-            center, scale = crops.box_to_center_scale(box[:4], w / h)
-            m = crops.crop_affine(center, scale, 0.0, (h, w))
-            x = crops.warp_crop(img, m, (h, w))
-            a = time.perf_counter()
-            maps = self.net.run(np.asarray(x, np.float32))
-            b = time.perf_counter()
-            kp = self.codec.decode(maps)                        # (K, 3) in crop pixels
-            kp[:, :2] = apply_affine(kp[:, :2], invert_affine(m))
-            kps.append(kp)
-            t_dec += time.perf_counter() - b
-            t_net += b - a
-        total = time.perf_counter() - t0
-        self.last_timing = {"preprocess": total - t_net - t_dec, "network": t_net, "decode": t_dec}
-        if not kps:
-            return Poses.empty(self.codec.spec.num_keypoints)
-        kps = np.stack(kps).astype(np.float32)
-        return Poses(kps, kps[:, :, 2].mean(axis=1))
+def _check_image(image):
+    """A path or an array (RGB/gray, uint8 or float 0..255) -> (H, W, 3) uint8 RGB."""
+    if image is None:
+        raise TFLiteRunnerError("image is None (was the frame read?)")
+    if isinstance(image, (str, pathlib.Path)):
+        return read_image(image)
+    try:
+        return load_image(np.asarray(image))
+    except ValueError as e:
+        raise TFLiteRunnerError(str(e)) from e

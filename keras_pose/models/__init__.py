@@ -15,7 +15,7 @@ _LAZY = {
     "FasterPoseConfig": "keras_pose.models.configs",
     "SimpleBaselineConfig": "keras_pose.models.configs",
     "build_imhn": "keras_pose.models.imhn",
-    "imhn_inference_model": "keras_pose.models.imhn",
+    "inference_model": "keras_pose.models.heads",
     "keep_stacks": "keras_pose.models.imhn",
     "build_fasterpose": "keras_pose.models.fasterpose",
     "fasterpose_inference_model": "keras_pose.models.fasterpose",

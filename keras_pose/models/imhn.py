@@ -109,24 +109,6 @@ def build_imhn(config: IMHNConfig | None = None, K=keras, name: str = "imhn"):
     return K.Model(inp, outputs, name=name)
 
 
-def imhn_inference_model(model, batch_size: int | None = None):
-    """Sub-model (B, H, W, 3) -> (B, H/4, W/4, C): the last stack's finest output.
-
-    Only the layers that output needs are kept (earlier stacks' heads and the
-    last stack's coarser heads are dropped). With ``batch_size`` (e.g. 1) the
-    graph is re-traced on a fixed-batch input, which gives TFLite a static
-    shape (fewer SHAPE/PACK ops; docs/tf_stack_notes.md §3); weights are copied.
-    """
-    finest = [l.name for l in model.layers if l.name.startswith("s") and l.name.endswith("_x0")
-              and l.name[1:-3].isdigit()]
-    if not finest:
-        raise ValueError(f"imhn_inference_model: {model.name!r} has no s{{t}}_x0 output layer")
-    last = max(finest, key=lambda n: int(n[1:-3]))
-    src = model if batch_size is None else blocks.with_fixed_batch(model, batch_size)
-    out = src.get_layer(last).output
-    return keras.Model(src.inputs[0], out, name=f"{model.name}_inference")
-
-
 def keep_stacks(model, k: int):
     """The first ``k`` stacks of a stacked IMHN: (B, H, W, 3) -> k x (order+1) maps.
 

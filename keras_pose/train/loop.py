@@ -337,11 +337,9 @@ def _load_initial_weights(model, path: str) -> None:
 
 
 def products(config: TrainConfig, model, val_images: str | None, input_size,
-             descriptor=None) -> dict:
+             descriptor) -> dict:
     """Quickstart extras: int8 TFLite export (validated) and an annotated picture."""
     import cv2
-
-    from keras_pose.train.config import keypoint_spec
 
     out = {}
     if not val_images or not os.path.isdir(val_images):
@@ -350,10 +348,11 @@ def products(config: TrainConfig, model, val_images: str | None, input_size,
     if not files:
         return out
     tflite_dir = os.path.join(config.model_dir, "tflite_int8")
-    runner = None
+    from keras_pose.inference.loader import load, predictor_for
+
+    predictor = predictor_for(model, descriptor)
     if config.export_int8:
         from keras_pose.export import tflite as export_lib
-        from keras_pose.inference.tflite_runner import TFLiteRunner
 
         calib = export_lib.calibration_images(val_images, 32, tuple(input_size), seed=config.seed)
         side = export_lib.export_tflite(model, tflite_dir, quantize="int8", calibration=calib,
@@ -361,24 +360,17 @@ def products(config: TrainConfig, model, val_images: str | None, input_size,
         out["tflite_int8"] = {"path": os.path.join(tflite_dir, "model.tflite"),
                               "size_bytes": side.get("size_bytes"),
                               "validation": side.get("validation")}
-        runner = TFLiteRunner(os.path.join(tflite_dir, "model.tflite"))
+        predictor = load(os.path.join(tflite_dir, "model.tflite"))  # the picture shows int8
     if config.demo_image:
         from keras_pose.io import load_image
         from keras_pose.visualize import draw_poses
 
         image = load_image(os.path.join(val_images, files[0]))
-        codec = runner.codec if runner is not None else \
-            (descriptor.build_codec() if descriptor is not None else None)
-        if runner is not None:
-            poses = runner(image)
-        else:
-            from keras_pose.inference.predictor import PosePredictor
-            poses = PosePredictor(model, codec=codec).predict(image)
+        poses = predictor.predict(image)
         # The picture shows persons with at least 5 keypoints; the AP evaluation
         # keeps every person (COCOeval ranks them by score).
         poses = poses.select((poses.keypoints[..., 2] > 0).sum(1) >= 5)
-        spec = codec.spec if codec is not None else keypoint_spec(config)
-        canvas = draw_poses(image, poses, spec, ids=list(range(len(poses))))
+        canvas = draw_poses(image, poses, descriptor.spec, ids=list(range(len(poses))))
         big = cv2.resize(canvas, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST) \
             if max(canvas.shape[:2]) < 320 else canvas
         path = os.path.join(config.model_dir, "demo.png")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 
 from keras_pose.descriptor import build_codec, describe
+from keras_pose.inference.loader import predictor_for
 from keras_pose.losses import DEFAULT_SCALE_WEIGHTS
-from keras_pose.models.heads import inference_model
 
 
 class BottomUpTask:
@@ -50,9 +50,10 @@ class BottomUpTask:
         def evaluate(model, verbose=False):
             from keras_pose.evaluation.bottom_up import evaluate_bottom_up
 
-            _, stats = evaluate_bottom_up(model, self.codec, annotations, images_dir,
-                                          scales=config.eval_scales or (1.0,),
-                                          flip=config.eval_flip, max_images=config.eval_max_images,
+            predictor = predictor_for(model, self.descriptor, scales=config.eval_scales or (1.0,),
+                                      flip=config.eval_flip)
+            _, stats = evaluate_bottom_up(predictor, self.codec, annotations, images_dir,
+                                          max_images=config.eval_max_images,
                                           progress=verbose, print_table=verbose)
             return stats
         return evaluate
@@ -80,17 +81,15 @@ class TopDownTask:
         from keras_pose.losses import get_loss
         return get_loss(name), None
 
-    def inference_model(self, model):
-        return inference_model(model, self.descriptor)
-
     def evaluator(self, annotations, images_dir, config, boxes="gt"):
         def evaluate(model, verbose=False):
             from keras_pose.evaluation.coco_eval import print_stats
             from keras_pose.evaluation.topdown import evaluate_topdown
 
-            _, stats = evaluate_topdown(self.inference_model(model), self.codec, annotations,
-                                        images_dir, boxes=boxes, flip=config.eval_flip,
-                                        max_images=config.eval_max_images, progress=verbose)
+            predictor = predictor_for(model, self.descriptor, flip=config.eval_flip)
+            _, stats = evaluate_topdown(predictor, self.codec, annotations, images_dir,
+                                        boxes=boxes, max_images=config.eval_max_images,
+                                        progress=verbose)
             if verbose:
                 print_stats(stats)
             return stats
