@@ -18,7 +18,7 @@ import json
 import pathlib
 
 from keras_pose.descriptor import RunDescriptor
-from keras_pose.inference.predictor import PosePredictor
+from keras_pose.inference.predictor import PosePredictor, protocol_options
 from keras_pose.inference.tflite_runner import TFLiteRunner
 from keras_pose.inference.topdown_predictor import TopDownPredictor
 from keras_pose.train.config import read_descriptor
@@ -39,7 +39,9 @@ def load(path, descriptor: RunDescriptor | None = None, **options):
         **options: predictor options. Bottom-up: ``flip``, ``scales``,
             ``input_height`` (Keras only), ``batch_size``. Top-down: ``flip``,
             ``batch_size``, ``oks_nms_threshold``, ``padding``. TFLite also
-            ``num_threads`` and ``sidecar``.
+            ``num_threads`` and ``sidecar``. ``protocol``: a named bottom-up
+            test-time protocol (``"paper"``: the Simple Pose authors' evaluation,
+            ``inference.predictor.PROTOCOLS``; Keras only), other options override it.
 
     Returns:
         ``PosePredictor`` / ``TopDownPredictor`` (Keras) or ``TFLiteRunner``, each
@@ -60,7 +62,11 @@ def load(path, descriptor: RunDescriptor | None = None, **options):
                              "export folder (model.tflite + model.json)")
     if not p.is_file():
         raise ValueError(f"{p}: file not found")
+    protocol = options.pop("protocol", None)
     if p.suffix == ".tflite":
+        if protocol not in (None, "default"):
+            raise ValueError(f"protocol={protocol!r} needs the Keras model (several input sizes); "
+                             f"{p} runs at its fixed input size")
         if descriptor is not None:
             raise ValueError("descriptor= is for .keras files; a .tflite reads its model.json")
         return TFLiteRunner(p, **options)
@@ -72,6 +78,10 @@ def load(path, descriptor: RunDescriptor | None = None, **options):
             raise ValueError(f"{p}: no config.json beside it to say what the model is; "
                              "pass descriptor=")
         descriptor = read_descriptor(config, str(p.with_name("config.json")))
+    if protocol is not None:
+        if descriptor.task != "bottom_up":
+            raise ValueError(f"protocol={protocol!r} is a bottom-up option; {p} is {descriptor.task}")
+        options = protocol_options(protocol, **options)
     return predictor_for(model, descriptor, **options)
 
 
