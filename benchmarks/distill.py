@@ -101,7 +101,8 @@ def run_teacher():
     d = F.data_dir
     _, stats = evaluate_bottom_up(t.model, t.codec,
                                   os.path.join(d, "annotations", "person_keypoints_val.json"),
-                                  os.path.join(d, "val"), scales=(1.0, 1.5), flip=True)
+                                  os.path.join(d, "val"), scales=(1.0, 1.5), flip=True,
+                                  output=t.descriptor)
     _write("teacher", {"part": "teacher", "path": F.teacher, "params": int(t.model.count_params()),
                        "val_AP": stats["AP"], "val": stats})
 

@@ -61,8 +61,8 @@ class Teacher:
     """
 
     def __init__(self, path, scales=None, flip: bool | None = None):
-        from keras_pose.codecs import BodyPartsCodec
         from keras_pose.export.tflite import load_keras_model
+        from keras_pose.train.config import read_descriptor
 
         path = os.fspath(path)
         if os.path.isdir(path):
@@ -74,11 +74,14 @@ class Teacher:
             self.model, cfg = load_keras_model(model_path=path)
         else:
             raise FileNotFoundError(f"{path}: --teacher not found")
-        if cfg.get("task", "bottom_up") != "bottom_up":
-            raise ValueError(f"{path}: --teacher must be a bottom-up model, got task {cfg['task']!r}")
-        codec = cfg.get("codec")
-        self.codec = BodyPartsCodec.from_config(codec) if codec and "config" in codec \
-            else BodyPartsCodec(**(codec or {}))
+        if not cfg:
+            raise ValueError(f"{path}: --teacher needs its run's config.json (the run "
+                             "descriptor says which output and codec to use)")
+        self.descriptor = read_descriptor(cfg, f"{path}: config.json")
+        if self.descriptor.task != "bottom_up":
+            raise ValueError(f"{path}: --teacher must be a bottom-up model, got task "
+                             f"{self.descriptor.task!r}")
+        self.codec = self.descriptor.build_codec()
         self.path = path
         self.scales = tuple(float(s) for s in (scales or cfg.get("eval_scales") or (1.0,)))
         self.flip = True if flip is None else bool(flip)
@@ -92,7 +95,7 @@ class Teacher:
         if self._predictor is None:
             from keras_pose.inference.predictor import PosePredictor
             self._predictor = PosePredictor(self.model, self.codec, scales=self.scales,
-                                            flip=self.flip)
+                                            flip=self.flip, output=self.descriptor)
         return self._predictor
 
     def describe(self) -> dict:
