@@ -1,7 +1,7 @@
 """What the benchmark scripts share: one LiteRT loader, one timer, one ground-truth-map oracle.
 
 * ``load_litert(model, num_threads)`` -> (interpreter, kernels): the library's loader
-  (``keras_pose.inference``'s ``make_interpreter``: XNNPACK first, the builtin kernels
+  (``keras_pose.inference.networks.make_interpreter``: XNNPACK first, the builtin kernels
   when XNNPACK refuses an int8 model; ``docs/tf_stack_notes.md`` §3), plus which of the
   two ran, so a table can say so.
 * ``time_rounds(calls, runs, warmup)`` -> {name: [ms, ...]}: every callable is warmed up,
@@ -42,7 +42,7 @@ class _Fallbacks(logging.Handler):
 def load_litert(model, num_threads: int = 2):
     """(allocated interpreter, "xnnpack" | "builtin_without_default_delegates") for a
     .tflite path or its bytes."""
-    from keras_pose.inference.tflite_runner import make_interpreter
+    from keras_pose.inference.networks import make_interpreter
 
     logger = logging.getLogger("keras_pose")
     watch = _Fallbacks()
