@@ -134,7 +134,7 @@ def run_throughput():
         result[mode] = {"seconds_per_step": round(timer.last / n, 3),
                         "images_per_second": round(F.batch_size * n / timer.last, 1)}
         if mode == "cache":
-            result["cache"] = s.distill.cache_info
+            result["cache_build"] = s.distill.cache_info
         print(mode, result[mode], flush=True)
     # The cache mode's step is the plain student step; the ratio is the teacher's cost.
     result["in_step_over_cache"] = round(result["in_step"]["seconds_per_step"] /
