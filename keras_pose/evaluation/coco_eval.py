@@ -20,6 +20,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from keras_pose.io import atomic_write_json
+
 __all__ = [
     "STAT_NAMES", "evaluate_keypoints", "format_stats", "print_stats",
     "write_results", "load_results", "load_coco_gt", "results_from_poses",
@@ -107,8 +109,6 @@ def _json_default(v):
 
 def write_results(results: Iterable[dict], path) -> pathlib.Path:
     """Write COCO results dicts (NumPy values allowed) as a JSON list; returns the path."""
-    from keras_pose.io import atomic_write_json
-
     path = pathlib.Path(path)
     # atomically: evaluate.py --boxes and other tools read this file back
     atomic_write_json(path, list(results), default=_json_default, indent=None)

@@ -20,16 +20,20 @@ Decoding stays outside the graph (one decoder: the codec, NumPy).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import pathlib
 import sys
 
 import numpy as np
 
+from keras_pose import __version__
 from keras_pose.checks import check_output_dir
+from keras_pose.data import synthetic
 from keras_pose.inference import tflite_runner as _rt
-from keras_pose.io import atomic_path, atomic_write_json
 from keras_pose.inference.loader import load_keras_run
+from keras_pose.io import atomic_path, atomic_write_json
+from keras_pose.train.config import read_descriptor
 
 QUANTIZE_MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 IO_DTYPES = ("uint8", "int8", "float32")
@@ -128,10 +132,6 @@ def calibration_images(source, num, input_hw, seed=0):
 
 def _synthetic_images(num, input_hw, seed):
     """Synthetic multi-person scenes (keras_pose.data.synthetic) as RGB uint8 images."""
-    try:
-        from keras_pose.data import synthetic
-    except ImportError as e:
-        raise ValueError("calibration source 'synthetic' needs keras_pose.data.synthetic") from e
     rng = np.random.default_rng(seed)
     # The 'easy' preset: 1-4 figures with some clutter and noise, a range that covers
     # the quickstart scenes (and a little beyond) for the activation statistics.
@@ -198,9 +198,6 @@ def write_sidecar(path, tflite_path, descriptor, quantize, extra=None) -> dict:
     ``tflite_sha256`` ties the sidecar to the exact graph bytes it describes, so a
     runner refuses a ``model.tflite`` that another export replaced.
     """
-    import hashlib
-
-    import keras_pose
     interp = _rt.make_interpreter(str(tflite_path), num_threads=1)
     ind = interp.get_input_details()[0]
     outs = interp.get_output_details()
@@ -209,7 +206,7 @@ def write_sidecar(path, tflite_path, descriptor, quantize, extra=None) -> dict:
         return {"scale": float(s), "zero_point": int(z)}
     side = {
         "format": SIDECAR_FORMAT,
-        "keras_pose_version": keras_pose.__version__,
+        "keras_pose_version": __version__,
         "descriptor": descriptor.to_dict(),
         "quantize": quantize,
         "input": {"shape": [int(v) for v in ind["shape"]], "dtype": np.dtype(ind["dtype"]).name,
@@ -310,7 +307,6 @@ def export_tflite(model, output_dir, quantize="fp32", calibration=None, io_dtype
         if not config:
             raise ValueError("export needs the model's run descriptor: export a run folder "
                              "(--model_dir, with its config.json) or pass descriptor=")
-        from keras_pose.train.config import read_descriptor
         descriptor = read_descriptor(config)
     out = pathlib.Path(output_dir)
     check_output_dir(out)

@@ -7,10 +7,16 @@ free of losses and the loss free of data.
 """
 from __future__ import annotations
 
-
+from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
+from keras_pose.data.pipeline import bottom_up_dataset
+from keras_pose.data.topdown_pipeline import topdown_dataset
+from keras_pose.data.transforms import AugmentConfig
 from keras_pose.descriptor import build_codec, describe
+from keras_pose.evaluation.bottom_up import evaluate_bottom_up
+from keras_pose.evaluation.coco_eval import print_stats
+from keras_pose.evaluation.topdown import evaluate_topdown
 from keras_pose.inference.loader import predictor_for
-from keras_pose.losses import DEFAULT_SCALE_WEIGHTS
+from keras_pose.losses import DEFAULT_SCALE_WEIGHTS, bottom_up_loss_weights, get_loss
 
 
 class BottomUpTask:
@@ -25,9 +31,6 @@ class BottomUpTask:
         return _source(self.codec.spec, annotations, images_dir, main_min_area, bad_annotations)
 
     def dataset(self, source, config, start_index: int = 0):
-        from keras_pose.data.pipeline import bottom_up_dataset
-        from keras_pose.data.transforms import AugmentConfig
-
         stacks = self.model_cfg.stacks
         augment = getattr(config, "augment", None)
         ds = bottom_up_dataset(source, self.codec, self.input_size, config.batch_size,
@@ -38,8 +41,6 @@ class BottomUpTask:
         return ds.map(lambda x, y: (x, tuple(y) * stacks))
 
     def losses(self, name, model):
-        from keras_pose.losses import bottom_up_loss_weights, get_loss
-
         n = len(model.outputs)
         weights = bottom_up_loss_weights(self.model_cfg.stacks,
                                          DEFAULT_SCALE_WEIGHTS[:self.model_cfg.num_scales])
@@ -48,8 +49,6 @@ class BottomUpTask:
 
     def evaluator(self, annotations, images_dir, config):
         def evaluate(model, verbose=False):
-            from keras_pose.evaluation.bottom_up import evaluate_bottom_up
-
             predictor = predictor_for(model, self.descriptor, scales=config.eval_scales or (1.0,),
                                       flip=config.eval_flip)
             _, stats = evaluate_bottom_up(predictor, self.codec, annotations, images_dir,
@@ -71,21 +70,15 @@ class TopDownTask:
         return _source(self.codec.spec, annotations, images_dir, main_min_area, bad_annotations)
 
     def dataset(self, source, config, start_index: int = 0):
-        from keras_pose.data.topdown_pipeline import topdown_dataset
-
         return topdown_dataset(source, self.codec, config.batch_size, training=True,
                                deterministic=config.deterministic, seed=config.seed,
                                start_index=start_index)
 
     def losses(self, name, model):
-        from keras_pose.losses import get_loss
         return get_loss(name), None
 
     def evaluator(self, annotations, images_dir, config, boxes="gt"):
         def evaluate(model, verbose=False):
-            from keras_pose.evaluation.coco_eval import print_stats
-            from keras_pose.evaluation.topdown import evaluate_topdown
-
             predictor = predictor_for(model, self.descriptor, flip=config.eval_flip)
             _, stats = evaluate_topdown(predictor, self.codec, annotations, images_dir,
                                         boxes=boxes, max_images=config.eval_max_images,
@@ -125,7 +118,6 @@ def get_task(name: str, model_cfg, codec=None, preset=None, spec=None):
 
 def _source(spec, annotations, images_dir, main_min_area, bad_annotations="skip"):
     """The COCO-format reader; its annotations are checked against the spec's K."""
-    from keras_pose.data.coco import MIN_MAIN_AREA, CocoKeypoints
     return CocoKeypoints(annotations, images_dir,
                          MIN_MAIN_AREA if main_min_area is None else main_min_area,
                          bad_annotations=bad_annotations, spec=spec)
