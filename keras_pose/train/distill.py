@@ -9,9 +9,9 @@ the teacher's maps instead of (or besides) the ground-truth maps. This module is
 the data side and imports TensorFlow only to build the dataset:
 
 * ``Teacher``: a trained bottom-up model folder (a training run or a converted
-  checkpoint: ``model.keras`` + ``config.json``) with its codec; its maps are
-  made by ``PosePredictor`` (flip fusion, several scales), so there is one
-  implementation of test-time augmentation.
+  checkpoint: ``model.keras`` + ``config.json``) loaded by ``keras_pose.load``;
+  its maps are made by that ``PosePredictor`` (flip fusion, several scales), so
+  there is one implementation of test-time augmentation.
 * ``DistillLoader``: per sample one augmentation draw (one affine, one
   letterbox), the image, the mask of pixels that came from the image, and either
   the finished targets (teacher maps from a ``TeacherCache``) or the parts the
@@ -49,53 +49,57 @@ CACHE_VERSION = 1
 
 # ---------------------------------------------------------------- teacher
 class Teacher:
-    """A trained bottom-up model and the codec of its maps.
+    """A trained bottom-up model, loaded with ``keras_pose.load``, and its predictor.
 
     Args:
         path: a model folder (``model.keras`` + ``config.json``: a training
             run's or ``export/convert_checkpoint.py``'s) or a ``.keras`` file
-            (then the paper's codec).
+            with its ``config.json`` beside it.
         scales: test scales of the teacher's maps (default: the run's
             ``eval_scales``, else 1.0).
         flip: fuse the mirrored image's maps (default: on).
+
+    ``predictor`` is the ``PosePredictor`` that ``keras_pose.load`` builds, so
+    the teacher's maps are made by the one implementation of flip fusion and
+    scales; ``model`` is its Keras inference model (one output), ``codec`` the
+    run's codec.
     """
 
     def __init__(self, path, scales=None, flip: bool | None = None):
-        from keras_pose.export.tflite import load_keras_model
-        from keras_pose.train.config import read_descriptor
+        from keras_pose.inference.loader import load
 
         path = os.fspath(path)
-        if os.path.isdir(path):
-            if not os.path.isfile(os.path.join(path, "model.keras")):
-                raise FileNotFoundError(f"{path}: --teacher folder has no model.keras "
-                                        "(a finished training run or a converted checkpoint)")
-            self.model, cfg = load_keras_model(model_dir=path)
-        elif os.path.isfile(path):
-            self.model, cfg = load_keras_model(model_path=path)
-        else:
+        if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: --teacher not found")
-        if not cfg:
-            raise ValueError(f"{path}: --teacher needs its run's config.json (the run "
-                             "descriptor says which output and codec to use)")
-        self.descriptor = read_descriptor(cfg, f"{path}: config.json")
-        if self.descriptor.task != "bottom_up":
-            raise ValueError(f"{path}: --teacher must be a bottom-up model, got task "
-                             f"{self.descriptor.task!r}")
-        self.codec = self.descriptor.build_codec()
+        if path.endswith(".tflite") or (os.path.isdir(path) and
+                                        not os.path.isfile(os.path.join(path, "model.keras"))):
+            raise ValueError(f"{path}: --teacher needs a Keras model (a run folder with "
+                             "model.keras, or a converted checkpoint); an export runs at one size")
+        cfg_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path),
+                                "config.json")
+        run_cfg = {}
+        if os.path.isfile(cfg_path):
+            with open(cfg_path, encoding="utf-8") as f:
+                run_cfg = json.load(f)
         self.path = path
-        self.scales = tuple(float(s) for s in (scales or cfg.get("eval_scales") or (1.0,)))
+        self.scales = tuple(float(s) for s in (scales or run_cfg.get("eval_scales") or (1.0,)))
         self.flip = True if flip is None else bool(flip)
-        shape = tuple(self.model.inputs[0].shape[1:3])
-        self.input_size = None if None in shape else tuple(int(v) for v in shape)
-        self._predictor = None
+        try:
+            pred = load(path, scales=self.scales, flip=self.flip)
+        except ValueError as e:
+            raise ValueError(f"--teacher {e}") from None
+        task = getattr(getattr(pred, "descriptor", None), "task", None)
+        if task != "bottom_up" or pred.net is None:
+            raise ValueError(f"{path}: --teacher must be a bottom-up Keras model, got {task}")
+        self._predictor = pred
+        self.codec = pred.codec
+        self.model = pred.net
+        size = getattr(pred.network, "trained_size", None) or pred.fixed_size
+        self.input_size = tuple(int(v) for v in size) if size else None
 
     @property
     def predictor(self):
-        """The ``PosePredictor`` that makes the teacher's maps (built once)."""
-        if self._predictor is None:
-            from keras_pose.inference.predictor import PosePredictor
-            self._predictor = PosePredictor(self.model, self.codec, scales=self.scales,
-                                            flip=self.flip, output=self.descriptor)
+        """The ``PosePredictor`` that makes the teacher's maps."""
         return self._predictor
 
     def describe(self) -> dict:
