@@ -32,12 +32,12 @@ def evaluate_modes(paths: dict, val_images, ann_path, num_threads=2, repeats=1) 
     from keras_pose.evaluation.coco_eval import evaluate_keypoints
     from keras_pose.inference.tflite_runner import TFLiteRunner, read_image
     runners = {m: TFLiteRunner(p, num_threads=num_threads) for m, p in paths.items()}
-    times = {m: {"preprocess": [], "network": [], "decode": []} for m in paths}
+    times = {m: {} for m in paths}  # stage -> ms per call (the predictor's last_timing)
     results = {m: [] for m in paths}
 
     def collect(m, _):
         for k, v in runners[m].last_timing.items():
-            times[m][k].append(v * 1e3)
+            times[m].setdefault(k, []).append(v * 1e3)
 
     for image_id, path in val_images:
         img = read_image(path)
