@@ -37,6 +37,7 @@ flags.DEFINE_string("name", "tiny", "Student run name.")
 flags.DEFINE_string("preset", "imhn_tiny", "Student preset.")
 flags.DEFINE_string("model", None, "Student preset overrides (JSON).")
 flags.DEFINE_enum("mode", "cache", ["cache", "in_step"], "Where the teacher runs.")
+flags.DEFINE_enum("framing", "image", ["image", "teacher"], "Unlabeled framing (cache mode).")
 flags.DEFINE_integer("epochs", 28, "Epochs (quickstart: 28).")
 flags.DEFINE_integer("steps_per_epoch", 100, "Steps per epoch (quickstart: 100).")
 flags.DEFINE_integer("batch_size", 8, "Batch (quickstart: 8).")
@@ -62,6 +63,7 @@ def _config(name, mode, **extra):
         val_images_dir=os.path.join(d, "val"),
         teacher=F.teacher, teacher_scales=(1.0, 1.5), teacher_flip=True,
         teacher_cache=os.path.join(F.out_dir, "cache") if mode == "cache" else None,
+        unlabeled_framing=F.framing if mode == "cache" else "image",
         model_dir=os.path.join(F.out_dir, name), epochs=F.epochs,
         steps_per_epoch=F.steps_per_epoch, batch_size=F.batch_size, time_budget_s=0.0,
         eval_flip=True, eval_scales=(1.0, 1.5), export_int8=False, demo_image=False, **extra)
@@ -86,7 +88,7 @@ def run_student():
     s, model = out["summary"], out["model"]
     steps = s["epochs_completed"] * s["steps_per_epoch"]
     _write(F.name, {"part": "student", "name": F.name, "preset": F.preset, "model": F.model,
-                    "mode": F.mode, "params": int(model.count_params()), "steps": steps,
+                    "mode": F.mode, "framing": F.framing, "params": int(model.count_params()), "steps": steps,
                     "batch_size": F.batch_size, "val_AP": s.get("val", {}).get("AP"),
                     "val": s.get("val"), "train_seconds": s["train_seconds"],
                     "wall_seconds": round(time.monotonic() - t0, 1),

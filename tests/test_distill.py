@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keras_pose.train.config import TrainConfig
-from keras_pose.train.distill import combine_targets, fit_affine
+from keras_pose.train.distill import combine_targets, fit_affine, person_regions
 
 SIZE = (64, 64)
 
@@ -63,6 +63,47 @@ def test_config_errors():
         TrainConfig(dataset="images", images_dir="x").validate()
     with pytest.raises(ValueError, match="need --teacher"):
         TrainConfig(teacher_cache="c").validate()
+    with pytest.raises(ValueError, match="unlabeled_framing=teacher needs --teacher_cache"):
+        TrainConfig(dataset="images", images_dir="x", teacher="t",
+                    unlabeled_framing="teacher").validate()
+
+
+def test_teacher_framing_finds_persons_and_centres_one():
+    """person_regions: each connected region of the teacher's part maps is one
+    person (cells -> input pixels -> original pixels); the loader's "teacher"
+    framing brings a drawn one to the input centre at target_dist * H."""
+    from types import SimpleNamespace
+
+    from keras_pose.codecs import BodyPartsCodec
+    from keras_pose.data.transforms import AugmentConfig, AugmentParams
+    from keras_pose.train.distill import DistillLoader
+
+    codec = BodyPartsCodec(num_scales=1)
+    parts = codec.spec.num_limbs + codec.spec.num_internal
+    maps = np.zeros((16, 16, codec.spec.num_channels), np.float32)
+    maps[2:12, 1:4, 0] = 0.9           # person A: rows 2..11, cols 1..3 (limb channel)
+    maps[5:15, 9:13, parts - 1] = 0.8  # person B: rows 5..14 (a map point channel)
+    maps[0, 15, 3] = 1.0               # a one-cell speck: not a person
+    maps[:, :, parts] = 1.0            # channels past the parts are ignored
+    m_maps = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])   # original -> input: x2
+    regions = sorted(person_regions(maps, m_maps, parts, stride=4))
+    assert len(regions) == 2
+    # A: input pixels x in [3.5, 15.5], y in [7.5, 47.5] -> original /2
+    np.testing.assert_allclose(regions[0], [4.75, 13.75, 20.0])
+    np.testing.assert_allclose(regions[1][2], 20.0)
+
+    teacher = SimpleNamespace(codec=codec)
+    cache = SimpleNamespace(teacher=teacher, get=lambda path: (maps, m_maps))
+    with pytest.raises(ValueError, match="framing must be"):
+        DistillLoader(codec, SIZE, ["a.png"], cache=cache, framing="box")
+    with pytest.raises(ValueError, match="needs the teacher's cache"):
+        DistillLoader(codec, SIZE, ["a.png"], framing="teacher")
+    loader = DistillLoader(codec, SIZE, ["a.png"], cache=cache, framing="teacher",
+                           augment_config=AugmentConfig(target_dist=0.5))
+    M = loader._frame("a.png", (40, 40), AugmentParams(), np.random.default_rng(0))
+    cx, cy, h = next(r for r in regions if np.allclose(M @ [r[0], r[1], 1], [31.5, 31.5]))
+    top, bottom = M @ [cx, cy - h / 2, 1], M @ [cx, cy + h / 2, 1]
+    np.testing.assert_allclose(bottom[1] - top[1], 0.5 * 63, rtol=1e-6)   # as training_affine's (H - 1)
 
 
 def test_cache_and_in_step_targets_agree(setup):

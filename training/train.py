@@ -64,6 +64,8 @@ flags.DEFINE_list("teacher_scales", None, "Test scales of the teacher's maps (de
 flags.DEFINE_boolean("teacher_flip", None, "Flip fusion of the teacher's maps (default on).")
 flags.DEFINE_float("teacher_weight", None, "Loss weight of the pixels the teacher supervises.")
 flags.DEFINE_string("unlabeled_dir", None, "Unlabeled images mixed into a labeled --dataset.")
+flags.DEFINE_enum("unlabeled_framing", None, ["image", "teacher"], "Frame an unlabeled image whole "
+                  "(image) or about a person the teacher's cached maps show (teacher).")
 flags.DEFINE_integer("epochs", None, "Epochs.")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: one pass).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (split over replicas).")

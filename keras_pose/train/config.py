@@ -64,6 +64,7 @@ class TrainConfig(Config):
     teacher_flip: bool = True                   # flip fusion of the teacher's maps
     teacher_weight: float = 1.0                 # loss weight of teacher-supervised pixels
     unlabeled_dir: Optional[str] = None         # unlabeled images mixed into a labeled dataset
+    unlabeled_framing: str = "image"            # image | teacher (about a person its cache shows)
     # --- run
     model_dir: str = "runs/quickstart"
     # None: the recipe's (resolved()).
@@ -120,6 +121,9 @@ class TrainConfig(Config):
             raise ValueError("--teacher_cache and --unlabeled_dir need --teacher")
         if self.teacher and self.task != "bottom_up":
             raise ValueError("--teacher trains bottom-up students only (task bottom_up)")
+        one_of("unlabeled_framing", ("image", "teacher"))
+        if self.unlabeled_framing == "teacher" and not self.teacher_cache:
+            raise ValueError("--unlabeled_framing=teacher needs --teacher_cache")
         if self.teacher_weight < 0:
             raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight}")
         if self.teacher_scales is not None and (not self.teacher_scales or

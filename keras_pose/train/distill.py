@@ -129,6 +129,32 @@ def combine_targets(gt, gt_mask, valid, teacher, teacher_weight=1.0):
     return gt_mask * gt + rest * teacher, gt_mask + rest * valid * teacher_weight
 
 
+def person_regions(maps, m_maps, num_parts: int, stride: int, threshold: float = 0.3,
+                   min_cells: int = 4) -> list:
+    """[(cx, cy, height)] in original pixels: the persons the teacher's own maps show.
+
+    ``maps`` (h, w, C) in the frame of an input with (2, 3) affine ``m_maps``;
+    its first ``num_parts`` channels (limbs, then map points) are thresholded at
+    ``threshold`` and each connected region (a skeleton: the limb maps join its
+    points) is one person. No annotation is read: this frames unlabeled images
+    about a person as §2.2 frames labeled ones about the main person.
+    """
+    fg = (np.max(maps[..., :num_parts], axis=-1) > threshold).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    inv = cv2.invertAffineTransform(np.asarray(m_maps, np.float64))
+    out = []
+    for k in range(1, n):
+        x, y, w, h, area = stats[k]
+        if h < min_cells or w < 2:
+            continue
+        # cell edges -> input pixels -> original pixels (rotation-free letterbox)
+        x0, y0 = x * stride - 0.5, y * stride - 0.5
+        x1, y1 = (x + w) * stride - 0.5, (y + h) * stride - 0.5
+        (a0, b0), (a1, b1) = (inv @ np.array([[x0, x1], [y0, y1], [1, 1]])).T
+        out.append(((a0 + a1) / 2.0, (b0 + b1) / 2.0, abs(b1 - b0)))
+    return out
+
+
 # ---------------------------------------------------------------- sources
 def list_images(folder) -> list:
     """Sorted image files of a folder (one level); a one-line error when there are none."""
@@ -259,6 +285,12 @@ class DistillLoader:
         augment, augment_config, seed: as ``BottomUpLoader``; a sample's draw
             is ``rng([seed, epoch, index])`` whatever the thread order.
         teacher_weight: w_T of ``combine_targets``.
+        framing: how an unlabeled image is framed before the draw: "image"
+            (whole image fitted, the draw about its centre: ``fit_affine``) or
+            "teacher" (about one person the teacher's cached maps show, drawn per
+            sample, at ``target_dist`` H as §2.2 frames a labeled main person:
+            ``person_regions``; needs ``cache``, falls back to "image" where the
+            teacher sees nobody).
 
     ``load_batch`` returns images (B, H, W, 3) float32 and per scale j either
     the finished (B, h_j, w_j, C + 1) = [target | mask] (with a cache) or
@@ -268,7 +300,11 @@ class DistillLoader:
 
     def __init__(self, codec, input_size, images=(), labeled=None, cache: TeacherCache | None = None,
                  augment: bool = True, augment_config: AugmentConfig | None = None, seed: int = 0,
-                 teacher_weight: float = 1.0):
+                 teacher_weight: float = 1.0, framing: str = "image"):
+        if framing not in ("image", "teacher"):
+            raise ValueError(f"framing must be 'image' or 'teacher', got {framing!r}")
+        if framing == "teacher" and cache is None:
+            raise ValueError("framing='teacher' needs the teacher's cache (--teacher_cache)")
         h, w = (int(input_size), int(input_size)) if np.isscalar(input_size) else map(int, input_size)
         multiple = codec.config.stride * 2 ** (codec.config.num_scales - 1)
         if h <= 0 or w <= 0 or h % multiple or w % multiple:
@@ -292,6 +328,8 @@ class DistillLoader:
         self.augment_config = augment_config or AugmentConfig()
         self.seed = int(seed)
         self.teacher_weight = float(teacher_weight)
+        self.framing = framing
+        self._regions = {}   # path -> person_regions of its cached maps (computed once)
         self.num_bad = 0
 
     def __len__(self) -> int:
@@ -320,6 +358,22 @@ class DistillLoader:
         s = self.codec.config.stride
         return _area_resize(warped, h // s, w // s)[..., None]
 
+    def _frame(self, path, hw, params, rng):
+        """(2, 3) affine about one teacher-seen person (drawn with ``rng``), or None."""
+        regions = self._regions.get(path)
+        if regions is None:
+            maps, m_teacher = self.cache.get(path)
+            regions = person_regions(maps, m_teacher, self.spec.num_limbs + self.spec.num_internal,
+                                     self.cache.teacher.codec.config.stride)
+            self._regions[path] = regions
+        if not regions:
+            return None
+        cx, cy, height = regions[int(rng.integers(len(regions)))]
+        oh = self.input_size[0]
+        # scale_provided = box height / H, as the labeled main person's (data/coco.py).
+        return training_affine((cx, cy), max(height, 1.0) / oh, params,
+                               self.input_size, self.augment_config.target_dist)
+
     def sample(self, epoch: int, index: int):
         """(image (H, W, 3) uint8, [packed targets per scale]); raises on a bad image."""
         index = int(index)
@@ -336,7 +390,10 @@ class DistillLoader:
             p = augment_params(rng, self.augment_config) if self.augment else AugmentParams()
             if p.tint:
                 image = hsv_tint(image, rng, self.augment_config)
-            M, flip = fit_affine(hw, p, self.input_size, self.augment_config.target_dist), p.flip
+            M = self._frame(path, hw, p, rng) if self.framing == "teacher" else None
+            if M is None:
+                M = fit_affine(hw, p, self.input_size, self.augment_config.target_dist)
+            flip = p.flip
             none = np.zeros((0, self.spec.num_keypoints, 3), np.float32)
             image = apply_affine_to_sample(image, none, None, None, M, flip, self.spec,
                                            out_size=self.input_size).image

@@ -61,7 +61,8 @@ class DistillData:
             self.cache_info = cache.build()
         self.loader = DistillLoader(task.codec, task.input_size, images, labeled, cache,
                                     augment=True, augment_config=augment, seed=config.seed,
-                                    teacher_weight=config.teacher_weight)
+                                    teacher_weight=config.teacher_weight,
+                                    framing=config.unlabeled_framing)
         self.in_step = cache is None
 
     def dataset(self, start_index: int = 0):
