@@ -121,6 +121,30 @@ def oracle_results(items: Iterable, codec, size) -> dict:
     return found
 
 
+def randomise_weights(model, seed: int = 0, bias_std: float = 0.0) -> None:
+    """Weights of real magnitude in place: He-like conv/dense kernels, plausible BatchNorm.
+
+    Untrained builders initialise near zero (every output would look alike) and int8
+    calibration needs real activation ranges. BN layers (4 arrays) get gamma U(0.6, 1.4),
+    beta and mean N(0, 0.1), variance U(0.5, 2); other biases N(0, ``bias_std``).
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        if len(ws) == 4:  # BN: gamma, beta, mean, var
+            n = ws[0].shape[0]
+            ws = [rng.uniform(0.6, 1.4, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
+                  rng.uniform(0.5, 2.0, n)]
+        else:
+            fan_in = int(np.prod(ws[0].shape[:-1]))
+            ws = [rng.normal(0, 1 / np.sqrt(fan_in), ws[0].shape)] + \
+                 [rng.normal(0, bias_std, w.shape) if bias_std else np.zeros(w.shape)
+                  for w in ws[1:]]
+        layer.set_weights([np.asarray(w, np.float32) for w in ws])
+
+
 def cpu_name() -> str:
     """The CPU model name (``lscpu``'s "Model name"), or the platform's best guess."""
     import platform

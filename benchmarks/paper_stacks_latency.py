@@ -25,25 +25,8 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks._harness import feed_random, load_litert, time_rounds  # noqa: E402
+from benchmarks._harness import feed_random, load_litert, randomise_weights, time_rounds  # noqa: E402
 
-
-def _randomise(model, seed=0):
-    """He-like conv/dense weights and plausible BatchNorm statistics (int8 needs real ranges)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if not ws:
-            continue
-        if len(ws) == 4:  # BN
-            n = ws[0].shape[0]
-            ws = [rng.uniform(0.6, 1.4, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
-                  rng.uniform(0.5, 2.0, n)]
-        else:
-            fan_in = int(np.prod(ws[0].shape[:-1]))
-            ws = [rng.normal(0, 1 / np.sqrt(fan_in), ws[0].shape)] + \
-                 [np.zeros(w.shape) for w in ws[1:]]
-        layer.set_weights([np.asarray(w, np.float32) for w in ws])
 
 
 def _calibration(size, n):
@@ -69,7 +52,7 @@ def convert_all(sizes, stacks, modes, out_dir, calibration_images, log):
             continue
         t = time.time()
         full = build_imhn(IMHNConfig(stacks=max(stacks), input_size=(size, size)))
-        _randomise(full)
+        randomise_weights(full)
         cal = _calibration(size, calibration_images) if "int8" in modes else None
         log(f"built {max(stacks)}-stack {size}: {full.count_params()} params, {time.time() - t:.0f} s")
         for k, mode in todo:

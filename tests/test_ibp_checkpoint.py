@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 import _torch_writer as tw
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/ helpers
+from benchmarks._harness import randomise_weights  # noqa: E402
 from keras_pose.export import ibp_checkpoint as ibp
 from keras_pose.export.torch_checkpoint import load_torch_checkpoint
 
@@ -110,23 +112,6 @@ def test_prefixes_and_dtypes(ibp_sample_dir):
 
 
 # ------------------------------------------------------------- 2 stacks
-def _randomise(model, seed=0):
-    """Weights of real magnitude (the builder's init is ~0: every output would match)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if not ws:
-            continue
-        if len(ws) == 4:  # BN: gamma, beta, mean, var
-            n = ws[0].shape[0]
-            ws = [rng.uniform(0.6, 1.4, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
-                  rng.uniform(0.5, 2.0, n)]
-        else:
-            fan_in = int(np.prod(ws[0].shape[:-1]))
-            ws = [rng.normal(0, 1 / np.sqrt(fan_in), ws[0].shape)] + \
-                 [rng.normal(0, 0.1, w.shape) for w in ws[1:]]
-        layer.set_weights([w.astype(np.float32) for w in ws])
-
 
 @pytest.fixture(scope="module")
 def two_stacks():
@@ -135,7 +120,8 @@ def two_stacks():
 
     cfg = IMHNConfig(**TINY2)
     model = build_imhn(cfg)
-    _randomise(model)
+    # Weights of real magnitude: the builder's init is ~0, so every output would match.
+    randomise_weights(model, bias_std=0.1)
     x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     return cfg, model, x, model.predict(x, verbose=0)
 
