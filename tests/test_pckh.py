@@ -99,7 +99,7 @@ def test_a_bottom_up_model_is_scored_on_mpii_format_files(tmp_path):
     assert ann
     cfg = presets.for_spec(presets.get_preset("imhn_test"), mpii)
     task = get_task("bottom_up", cfg, spec=mpii)
-    predictor = PosePredictor(presets.build_model(cfg), codec=task.codec)
+    predictor = PosePredictor(presets.build_model(cfg), codec=task.codec, output=cfg.inference_output)
     stats = P.evaluate_predictor_pckh(predictor, ann, p["val_images"])
     assert stats["num_images"] == len({a["image"] for a in ann})
     assert set(stats["per_joint"]) == set(P.MPII_JOINTS) and 0.0 <= stats["Mean"] <= 100.0
