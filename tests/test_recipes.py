@@ -64,6 +64,7 @@ QUICKSTART = {
     "teacher_flip": True,
     "teacher_weight": 1.0,
     "unlabeled_dir": None,
+    "unlabeled_framing": "image",
     "val_images_dir": None,
     "warmup_epochs": 1.0,
     "weight_decay": 0.0,
