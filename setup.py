@@ -22,6 +22,7 @@ setup(
         "numpy>=2.0,<2.5",
         "ai-edge-litert==2.3.0",
         "opencv-python-headless>=4.10",
+        "numba>=0.68,<0.70",  # the decoder's compiled loops (keras_pose/codecs/_kernels.py)
         "pycocotools==2.0.11",
         "absl-py>=1.0",
         "tqdm>=4.60",

@@ -53,18 +53,19 @@ def _check_maps(maps, name: str, min_channels: int) -> np.ndarray:
     if m.shape[2] < min_channels:
         raise ValueError(f"{name} has {m.shape[2]} channels; the body-part codec needs at "
                          f"least {min_channels} (limbs then keypoints)")
-    # One reduction finds NaN/inf (both propagate into the sum); only a huge but
-    # finite map can overflow it, and then the exact count decides.
-    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is what we test
-        total = m.sum()
-    if not np.isfinite(total) and (bad := m.size - np.count_nonzero(np.isfinite(m))):
-        raise ValueError(f"{name} contains {bad} non-finite values (NaN/inf); "
-                         f"the model output is broken")
-    # Maps are ~0..1 (Gaussian targets); values near float32's range overflow the
-    # bicubic weights and the limb integrals into inf scores (found by fuzzing).
-    if m.size and (peak := float(np.abs(m).max())) > MAX_ABS_MAP_VALUE:
-        raise ValueError(f"{name} holds values up to {peak:.3g} (expected about 0..1); "
-                         f"the model output is broken")
+    # Two reductions find both problems: NaN/inf propagate into max or min, and
+    # the extremes bound |value|. Maps are ~0..1 (Gaussian targets); values near
+    # float32's range overflow the bicubic weights and the limb integrals into
+    # inf scores (found by fuzzing).
+    if m.size:
+        hi, lo = float(m.max()), float(m.min())
+        if not (np.isfinite(hi) and np.isfinite(lo)):
+            bad = m.size - np.count_nonzero(np.isfinite(m))
+            raise ValueError(f"{name} contains {bad} non-finite values (NaN/inf); "
+                             f"the model output is broken")
+        if (peak := max(hi, -lo)) > MAX_ABS_MAP_VALUE:
+            raise ValueError(f"{name} holds values up to {peak:.3g} (expected about 0..1); "
+                             f"the model output is broken")
     return m
 
 
@@ -121,6 +122,9 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
                                           cfg.refine_radius, cfg.max_candidates)
     if types.size == 0:
         return Poses.empty(spec.num_keypoints)
+    keep = _grouping.cap_pairs(types, scores, spec, cfg.max_limb_pairs)
+    if keep.size < types.size:
+        types, xy, scores = types[keep], xy[keep], scores[keep]
     sampler = _peaks.CubicSampler(maps, stride)
     if cfg.grouping == "paper":
         conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)

@@ -31,6 +31,10 @@ import functools
 
 import numpy as np
 
+from keras_pose.codecs import _kernels
+
+# The compiled limb test (``_kernels``) where numba is installed, else NumPy.
+USE_KERNELS = _kernels.AVAILABLE
 # Above this many limb samples in an image, one cv2 upsampling of all limb
 # channels (a few ms at 512x512) is cheaper than 16 gathers per sample.
 DENSE_SAMPLES = 150_000
@@ -55,6 +59,28 @@ def _pairs(types, num_types, limb_from, limb_to):
     ia = starts[fr][limb] + r // np.maximum(nbl, 1)
     ib = starts[to][limb] + r % np.maximum(nbl, 1)
     return limb, ia, ib, special, counts
+
+
+def cap_pairs(types, scores, spec, budget: int) -> np.ndarray:
+    """Candidates to keep so that at most ``budget`` pairs are scored (0: all).
+
+    With c_t candidates of type t a limb t_a -> t_b has c_a * c_b pairs. Over
+    budget, every type keeps its k strongest candidates (refined score), k the
+    largest with sum_limbs min(c_a, k) * min(c_b, k) <= budget. Returns indices
+    into the candidates, ascending (the authors' id order is kept).
+    """
+    counts = np.bincount(types, minlength=spec.num_internal)
+    fr, to = np.asarray(spec.limb_from), np.asarray(spec.limb_to)
+    if budget <= 0 or int((counts[fr] * counts[to]).sum()) <= budget:
+        return np.arange(types.size)
+    k = int(counts.max())
+    while k > 1 and int((np.minimum(counts[fr], k) * np.minimum(counts[to], k)).sum()) > budget:
+        k -= 1
+    order = np.lexsort((-scores, types))          # by type, strongest first
+    rank = np.empty(types.size, np.int64)
+    starts = np.cumsum(counts) - counts
+    rank[order] = np.arange(types.size) - np.repeat(starts, counts)
+    return np.flatnonzero(rank < k)
 
 
 class _Segments:
@@ -201,11 +227,18 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
     n = np.minimum(np.rint(length + 1), cfg.max_limb_samples).astype(np.int64)
     # Smallest passing count c >= ratio*n, evaluated in float like the authors.
     allowed = n - np.ceil(cfg.connect_ratio * n).astype(np.int64)
+    thre2 = np.float32(cfg.limb_sample_threshold)
+    if USE_KERNELS:
+        fails, total = _kernels.score_pairs(
+            sampler.flat, sampler.oy, sampler.ox, sampler.w2, sampler.stride,
+            xy[ia, 0], xy[ia, 1], xy[ib, 0], xy[ib, 1], n, limb + spec.limb_start, allowed,
+            thre2, _kernels.sample_order(int(cfg.max_limb_samples)))
+        q = np.flatnonzero(fails <= allowed)
+        return _passing(q, limb, ia, ib, n, length, total, scores, image_height, special)
     segs = _Segments(sampler, xy, ia, ib, n, limb, spec.limb_start, num_limbs,
                      dense=int(n.sum()) > DENSE_SAMPLES)
     fails = np.zeros(limb.size, np.int64)
     total = np.zeros(limb.size, np.float64)
-    thre2 = np.float32(cfg.limb_sample_threshold)
     alive = np.arange(limb.size)
     # Few pairs (small scenes): one round; the per-round overhead outweighs the
     # samples an early rejection would save.
@@ -219,7 +252,12 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         alive = alive[fails[alive] <= allowed[alive]]
         if alive.size == 0:
             return empty[0], empty[0], empty[0], empty[1], empty[1], empty[1], special
-    q = alive
+    return _passing(alive, limb, ia, ib, n, length, total, scores, image_height, special)
+
+
+def _passing(q, limb, ia, ib, n, length, total, scores, image_height, special) -> tuple:
+    """Pairs q that passed the sample count -> ``limb_pairs``' outputs: the ones whose
+    length-penalised mean S is > 0, with their key (§5.4)."""
     score = total[q] / n[q] + np.minimum(0.5 * image_height / length[q] - 1.0, 0.0)
     good = score > 0
     q, score = q[good], score[good]

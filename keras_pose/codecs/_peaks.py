@@ -50,6 +50,11 @@ import functools
 import cv2
 import numpy as np
 
+from keras_pose.codecs import _kernels
+
+# The compiled seeds and patch step (``_kernels``) where numba is installed, else NumPy.
+USE_KERNELS = _kernels.AVAILABLE
+
 CUBIC_A = -0.75  # OpenCV's INTER_CUBIC kernel parameter
 # cv2.remap needs the channels as one stacked copy (~0.3 ms for 30 channels at
 # 128 x 128) but costs ~7x less per sample than 16 NumPy gathers; it pays from
@@ -134,7 +139,7 @@ class CubicSampler:
         self.stride = stride
         self.height, self.width = self.h * stride, self.w * stride
         self._maps = maps
-        self._flat = np.ascontiguousarray(maps).reshape(-1)  # no copy for a contiguous map
+        self.flat = np.ascontiguousarray(maps).reshape(-1)  # no copy for a contiguous map
         self._stack = None  # (lo, hi, stacked channels) for cv2.remap, made on demand
         iy, wy = axis_taps(self.h, stride)
         ix, wx = axis_taps(self.w, stride)
@@ -154,7 +159,7 @@ class CubicSampler:
             if (hi - lo + 1) * (self.h + 4) < 32000:  # remap's 16-bit coordinates
                 return self._sample_remap(channel, x, y, lo, hi)
         rows = self.oy[y] + channel.astype(np.int32)[:, None]              # (N, 4)
-        vals = self._flat.take(rows[:, :, None] + self.ox[x][:, None, :])  # (N, 4, 4)
+        vals = self.flat.take(rows[:, :, None] + self.ox[x][:, None, :])  # (N, 4, 4)
         w = self.w2[(y % self.stride) * self.stride + x % self.stride]   # (N, 16)
         return np.einsum("nk,nk->n", vals.reshape(-1, 16), w)
 
@@ -256,6 +261,56 @@ def _best_per_type(types, key, counts, k) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _patch_peaks(maps, sr, sq, st, offsets, cells, u, stride, threshold, radius):
+    """The patch step of ``find_peaks`` in NumPy: (types, ys, xs, xy, scores) of the
+    refined peaks of the seeds' patches, duplicates removed; None if there are none."""
+    h, w, _ = maps.shape
+    height, width = h * stride, w * stride
+    # --- patches around the seeds: U @ block @ U.T, one batched product
+    rows = np.clip(sr[:, None] + cells, 0, h - 1)
+    cols = np.clip(sq[:, None] + cells, 0, w - 1)
+    block = maps[rows[:, :, None], cols[:, None, :], st[:, None, None]]   # (n, B, B)
+    patch = np.matmul(np.matmul(u, block), u.T)                         # (n, P, P)
+    py = sr[:, None] * stride + offsets                                 # (n, P) pixel rows
+    px = sq[:, None] * stride + offsets
+    inside = ((py >= 0) & (py < height))[:, :, None] & ((px >= 0) & (px < width))[:, None, :]
+    patch = np.where(inside, patch, -np.inf)
+    # --- 3x3 NMS on the search region (patch minus the refinement margin),
+    # a separable 3x3 max: rows, then columns
+    p = patch.shape[1]
+    lo, hi = radius, p - radius
+    rmax = np.maximum(np.maximum(patch[:, lo - 1:hi + 1, lo - 1:hi - 1], patch[:, lo - 1:hi + 1, lo:hi]),
+                      patch[:, lo - 1:hi + 1, lo + 1:hi + 1])
+    nmax = np.maximum(np.maximum(rmax[:, :-2], rmax[:, 1:-1]), rmax[:, 2:])
+    centre = patch[:, lo:hi, lo:hi]
+    is_max = (centre >= nmax) & (centre >= threshold)
+    n, a, b = np.nonzero(is_max)
+    if n.size == 0:
+        return None
+    a, b = a + lo, b + lo
+    types, ys, xs = st[n], py[n, a], px[n, b]
+    # --- the same pixel found from two seeds' patches: keep one
+    _, first = np.unique((types * height + ys) * width + xs, return_index=True)
+    n, a, b, types, ys, xs = n[first], a[first], b[first], types[first], ys[first], xs[first]
+    # --- refinement: score-weighted mean offset and window mean (§5.3, x/y correct)
+    r = np.arange(-radius, radius + 1)
+    win = patch[n[:, None, None], a[:, None, None] + r[None, :, None], b[:, None, None] + r[None, None, :]]
+    fits = (xs >= radius) & (xs + radius < width) & (ys >= radius) & (ys + radius < height)
+    win = np.where(fits[:, None, None], win, 0.0)  # windows cut by the border are unused
+    wsum = win.sum(axis=(1, 2), dtype=np.float64)
+    ok = fits & (wsum > 0)  # a non-positive window mass has no meaningful centroid
+    safe = np.where(ok, wsum, 1.0)
+    # With non-negative maps the centroid lies inside the window; a network's
+    # maps can dip below zero, and a window whose mass nearly cancels would throw
+    # the centroid anywhere (even off the image), so keep it inside the window.
+    off_x = np.clip(np.where(ok, (win.sum(axis=1, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
+    off_y = np.clip(np.where(ok, (win.sum(axis=2, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
+    peak = patch[n, a, b].astype(np.float64)
+    scores = np.where(fits, win.mean(axis=(1, 2), dtype=np.float64), peak)
+    xy = np.stack([xs + off_x, ys + off_y], axis=1)
+    return types, ys, xs, xy, scores
+
+
 def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
                max_candidates: int) -> tuple:
     """Refined keypoint peaks of the upsampled maps (§5.3), per type, capped.
@@ -279,7 +334,11 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
     empty = (np.zeros(0, np.int64), np.zeros((0, 2)), np.zeros(0))
     # --- seeds: low-res 3x3 maxima above thre1 / overshoot
     low = threshold / overshoot(stride)
-    sr, sq, st, primary = _seeds(maps, low)
+    done = False
+    if USE_KERNELS:
+        sr, sq, st, primary, done = _kernels.seeds(maps, np.float32(low), np.float32(NEAR_TOP))
+    if not done:
+        sr, sq, st, primary = _seeds(maps, low)
     if sr.size == 0:
         return empty
     # Bound the patch work on pathological (noisy) maps: keep 2 * max_candidates
@@ -292,49 +351,22 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
         rank_key = np.where(primary, 0.0, 2.0 * (np.abs(v).max() + 1.0)) - v  # 3x3 maxima first
         sel = _best_per_type(st, rank_key, counts, keep_seeds)
         sr, sq, st = sr[sel], sq[sel], st[sel]
-    # --- patches around the seeds: U @ block @ U.T, one batched product
     offsets, cells, u = patch_operator(stride, radius)
-    rows = np.clip(sr[:, None] + cells, 0, h - 1)
-    cols = np.clip(sq[:, None] + cells, 0, w - 1)
-    block = maps[rows[:, :, None], cols[:, None, :], st[:, None, None]]   # (n, B, B)
-    patch = np.matmul(np.matmul(u, block), u.T)                         # (n, P, P)
-    py = sr[:, None] * stride + offsets                                 # (n, P) pixel rows
-    px = sq[:, None] * stride + offsets
-    inside = ((py >= 0) & (py < height))[:, :, None] & ((px >= 0) & (px < width))[:, None, :]
-    patch = np.where(inside, patch, -np.inf)
-    # --- 3x3 NMS on the search region (patch minus the refinement margin),
-    # a separable 3x3 max: rows, then columns
-    p = patch.shape[1]
-    lo, hi = radius, p - radius
-    rmax = np.maximum(np.maximum(patch[:, lo - 1:hi + 1, lo - 1:hi - 1], patch[:, lo - 1:hi + 1, lo:hi]),
-                      patch[:, lo - 1:hi + 1, lo + 1:hi + 1])
-    nmax = np.maximum(np.maximum(rmax[:, :-2], rmax[:, 1:-1]), rmax[:, 2:])
-    centre = patch[:, lo:hi, lo:hi]
-    is_max = (centre >= nmax) & (centre >= threshold)
-    n, a, b = np.nonzero(is_max)
-    if n.size == 0:
+    if USE_KERNELS:
+        n, ys, xs, off_x, off_y, scores = _kernels.patch_peaks(
+            maps, sr, sq, st, u, cells, offsets, stride, np.float32(threshold), radius)
+        types = st[n]
+        # the same pixel found from two seeds' patches: keep one
+        _, first = np.unique((types * height + ys) * width + xs, return_index=True)
+        types, ys, xs, scores = types[first], ys[first], xs[first], scores[first]
+        xy = np.stack([xs + off_x[first], ys + off_y[first]], axis=1)
+    else:
+        got = _patch_peaks(maps, sr, sq, st, offsets, cells, u, stride, threshold, radius)
+        if got is None:
+            return empty
+        types, ys, xs, xy, scores = got
+    if types.size == 0:
         return empty
-    a, b = a + lo, b + lo
-    types, ys, xs = st[n], py[n, a], px[n, b]
-    # --- the same pixel found from two seeds' patches: keep one
-    _, first = np.unique((types * height + ys) * width + xs, return_index=True)
-    n, a, b, types, ys, xs = n[first], a[first], b[first], types[first], ys[first], xs[first]
-    # --- refinement: score-weighted mean offset and window mean (§5.3, x/y correct)
-    r = np.arange(-radius, radius + 1)
-    win = patch[n[:, None, None], a[:, None, None] + r[None, :, None], b[:, None, None] + r[None, None, :]]
-    fits = (xs >= radius) & (xs + radius < width) & (ys >= radius) & (ys + radius < height)
-    win = np.where(fits[:, None, None], win, 0.0)  # windows cut by the border are unused
-    wsum = win.sum(axis=(1, 2), dtype=np.float64)
-    ok = fits & (wsum > 0)  # a non-positive window mass has no meaningful centroid
-    safe = np.where(ok, wsum, 1.0)
-    # With non-negative maps the centroid lies inside the window; a network's
-    # maps can dip below zero, and a window whose mass nearly cancels would throw
-    # the centroid anywhere (even off the image), so keep it inside the window.
-    off_x = np.clip(np.where(ok, (win.sum(axis=1, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
-    off_y = np.clip(np.where(ok, (win.sum(axis=2, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
-    peak = patch[n, a, b].astype(np.float64)
-    scores = np.where(fits, win.mean(axis=(1, 2), dtype=np.float64), peak)
-    xy = np.stack([xs + off_x, ys + off_y], axis=1)
     # --- cap per type (highest scores), then the authors' id order
     counts = np.bincount(types, minlength=t)
     if counts.max() > max_candidates:

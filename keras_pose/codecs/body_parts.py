@@ -51,6 +51,10 @@ class BodyPartsCodecConfig(Config):
     min_parts: int = 2                 # persons with fewer parts are dropped
     min_mean_score: float = 0.45       # persons with total/parts below are dropped
     max_candidates: int = 48           # cap on peaks per keypoint type (bounds pairing)
+    # Cap on candidate pairs over all limbs: where more would be scored (noise-like
+    # maps; a clean crowd of 24 has ~15 000), every type keeps only its strongest
+    # k candidates, k the largest that fits (docs/grouping.md). 0: no cap.
+    max_limb_pairs: int = 20_000
     # Person assembly (docs/grouping.md): "matched" = keras_pose's (maximum-weight
     # limb matching where the greedy leaves joints unconnected, the tB quirk fixed,
     # split fragments merged: better in crowds, not lower on sparse sets); "paper" =
@@ -74,6 +78,8 @@ class BodyPartsCodecConfig(Config):
             raise ValueError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
         if self.max_candidates < 1:
             raise ValueError(f"max_candidates must be >= 1, got {self.max_candidates}")
+        if self.max_limb_pairs < 0:
+            raise ValueError(f"max_limb_pairs must be >= 0 (0: no cap), got {self.max_limb_pairs}")
 
 
 class BodyPartsCodec:

@@ -1,0 +1,133 @@
+"""The compiled decoder loops (keras_pose/codecs/_kernels.py) against the NumPy paths they
+replace, and the candidate-pair cap (docs/grouping.md)."""
+import numpy as np
+import pytest
+
+from _reference_decoder import jittered_scene
+from keras_pose.codecs import BodyPartsCodec, _grouping, _kernels, _peaks
+from keras_pose.skeleton import COCO
+
+numba = pytest.importorskip("numba", reason="numba is not installed: the decoder uses its NumPy paths")
+
+CODEC = BodyPartsCodec(max_limb_pairs=0)
+
+
+def _figures(rng, n=12):
+    base = np.array([[0, -80], [-6, -86], [6, -86], [-14, -82], [14, -82], [-26, -55], [26, -55],
+                     [-34, -20], [34, -20], [-38, 12], [38, 12], [-16, 10], [16, 10],
+                     [-18, 60], [18, 60], [-20, 110], [20, 110]], np.float32)
+    out = np.zeros((n, 17, 3), np.float32)
+    out[:, :, :2] = base + rng.normal(0, 3, (n, 17, 2))
+    out[:, :, 2] = 2
+    return out
+
+
+def _maps(kind, seed=0, size=512):
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        return rng.random((size // 4, size // 4, 50), dtype=np.float32)
+    persons = {"few": 3, "crowd": 24, "blurred": 12}[kind]
+    maps = CODEC.encode(jittered_scene(rng, _figures(rng), persons, size=(size, size)),
+                        (size, size))["heatmaps"]
+    if kind == "blurred":   # a network's look: softer, weaker, noisy, small negative lobes
+        import cv2
+        maps = cv2.GaussianBlur(maps, (5, 5), 1.0) * 0.8 + rng.normal(0, 0.03, maps.shape)
+    return maps.astype(np.float32)
+
+
+def _decode(maps, kernels, monkeypatch, grouping):
+    monkeypatch.setattr(_peaks, "USE_KERNELS", kernels)
+    monkeypatch.setattr(_grouping, "USE_KERNELS", kernels)
+    return BodyPartsCodec(grouping=grouping, max_limb_pairs=0).decode(maps)
+
+
+@pytest.mark.parametrize("kind", ["few", "crowd", "blurred", "noise"])
+@pytest.mark.parametrize("grouping", ["paper", "matched"])
+def test_kernels_decode_like_the_numpy_paths(kind, grouping, monkeypatch):
+    maps = _maps(kind)
+    fast = _decode(maps, True, monkeypatch, grouping)
+    slow = _decode(maps, False, monkeypatch, grouping)
+    assert len(fast) == len(slow) > 0
+    np.testing.assert_allclose(fast.keypoints, slow.keypoints, atol=1e-6)
+    np.testing.assert_allclose(fast.scores, slow.scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["few", "crowd", "blurred"])
+def test_seed_kernel_finds_the_numpy_seeds(kind):
+    k0 = COCO.keypoint_start
+    kmaps = _maps(kind)[:, :, k0:k0 + COCO.num_internal]      # a strided channel slice
+    low = 0.1 / _peaks.overshoot(4)
+    sr, sq, st, primary, done = _kernels.seeds(kmaps, np.float32(low), np.float32(_peaks.NEAR_TOP))
+    assert done
+    ref = _peaks._seeds(kmaps, low)
+    for got, want in zip((sr, sq, st, primary), ref):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_seed_kernel_hands_dense_maps_back():
+    noise = _maps("noise")[:, :, :18]
+    *_, done = _kernels.seeds(noise, np.float32(0.05), np.float32(0.9))
+    assert not done   # most cells are above the level: the dilation path is cheaper
+
+
+def test_limb_kernel_rejects_exactly_the_pairs_numpy_rejects(monkeypatch):
+    maps = _maps("blurred", seed=3)
+    k0 = COCO.keypoint_start
+    types, xy, scores = _peaks.find_peaks(maps[:, :, k0:k0 + COCO.num_internal], 4, 0.1, 2, 48)
+    sampler = _peaks.CubicSampler(maps, 4)
+    cfg = CODEC.config
+    out = {}
+    for kernels in (True, False):
+        monkeypatch.setattr(_grouping, "USE_KERNELS", kernels)
+        out[kernels] = _grouping.limb_pairs(sampler, types, xy, scores, COCO, cfg, 512.0)
+    for got, want in zip(out[True], out[False]):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert out[True][0].size > 100
+
+
+def test_sample_order_is_a_permutation_middle_first():
+    table = _kernels.sample_order(20)
+    for n in range(1, 21):
+        assert sorted(table[n, :n]) == list(range(n))
+        assert (table[n, n:] == -1).all()
+    assert table[20, 0] in (9, 10) and table[5, 0] == 2
+
+
+# ------------------------------------------------------------- the pair cap
+def test_cap_pairs_keeps_the_strongest_per_type_within_the_budget():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(5, 40, COCO.num_internal)
+    types = np.repeat(np.arange(COCO.num_internal), counts)
+    scores = rng.random(types.size)
+    fr, to = np.asarray(COCO.limb_from), np.asarray(COCO.limb_to)
+    total = int((counts[fr] * counts[to]).sum())
+    assert np.array_equal(_grouping.cap_pairs(types, scores, COCO, total), np.arange(types.size))
+    assert np.array_equal(_grouping.cap_pairs(types, scores, COCO, 0), np.arange(types.size))
+    budget = total // 3
+    keep = _grouping.cap_pairs(types, scores, COCO, budget)
+    assert np.all(np.diff(keep) > 0)                       # the candidates' order is kept
+    kept = np.bincount(types[keep], minlength=COCO.num_internal)
+    assert int((kept[fr] * kept[to]).sum()) <= budget
+    k = kept.max()
+    assert np.array_equal(kept, np.minimum(counts, k))     # one k for every type
+    more = np.minimum(counts, k + 1)
+    assert int((more[fr] * more[to]).sum()) > budget        # ... the largest that fits
+    for t in range(COCO.num_internal):                      # the strongest of each type
+        mine = scores[types == t]
+        assert np.isclose(scores[keep][types[keep] == t].min(), np.sort(mine)[::-1][kept[t] - 1])
+
+
+def test_noise_is_decoded_under_the_pair_cap():
+    noise = _maps("noise")
+    capped = BodyPartsCodec(max_limb_pairs=5000).decode(noise)
+    free = BodyPartsCodec(max_limb_pairs=0).decode(noise)
+    assert 0 < len(capped) < len(free)
+    with pytest.raises(ValueError, match="max_limb_pairs"):
+        BodyPartsCodec(max_limb_pairs=-1)
+
+
+def test_clean_crowd_of_24_is_not_capped_by_default():
+    maps = _maps("crowd")
+    a, b = BodyPartsCodec().decode(maps), BodyPartsCodec(max_limb_pairs=0).decode(maps)
+    assert len(a) == len(b) >= 20
+    np.testing.assert_allclose(a.keypoints, b.keypoints)
