@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from _reference_decoder import jittered_scene
-from keras_pose.codecs import BodyPartsCodec, _grouping, _kernels, _peaks
+from keras_pose.codecs import BodyPartsCodec, _assembly, _grouping, _kernels, _peaks
 from keras_pose.skeleton import COCO
 
 numba = pytest.importorskip("numba", reason="numba is not installed: the decoder uses its NumPy paths")
@@ -36,8 +36,8 @@ def _maps(kind, seed=0, size=512):
 
 
 def _decode(maps, kernels, monkeypatch, grouping):
-    monkeypatch.setattr(_peaks, "USE_KERNELS", kernels)
-    monkeypatch.setattr(_grouping, "USE_KERNELS", kernels)
+    for module in (_peaks, _grouping, _assembly):
+        monkeypatch.setattr(module, "USE_KERNELS", kernels)
     return BodyPartsCodec(grouping=grouping, max_limb_pairs=0).decode(maps)
 
 
@@ -131,3 +131,23 @@ def test_clean_crowd_of_24_is_not_capped_by_default():
     a, b = BodyPartsCodec().decode(maps), BodyPartsCodec(max_limb_pairs=0).decode(maps)
     assert len(a) == len(b) >= 20
     np.testing.assert_allclose(a.keypoints, b.keypoints)
+
+
+def test_match_kernel_equals_the_python_matching(monkeypatch):
+    """Random pair graphs of many small components: same chosen pairs both ways."""
+    rng = np.random.default_rng(5)
+    sizes = []
+    for q in [40, 60, 80] * 6:
+        limb = np.sort(rng.integers(0, 6, q))
+        ia, ib = rng.integers(0, 12, q), rng.integers(0, 12, q)
+        _, uniq = np.unique(limb * 1000 + ia * 30 + ib, return_index=True)
+        limb, ia, ib = limb[uniq], ia[uniq], ib[uniq]
+        w = rng.random(limb.size)
+        got = {}
+        for kernels in (True, False):
+            monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
+            got[kernels] = np.sort(_assembly.match_limbs(limb, ia, ib, w, 6, 12))
+        np.testing.assert_array_equal(got[True], got[False])
+        comp = _assembly._components(limb * 12 + ia, limb * 12 + ib + 72)
+        sizes += np.bincount(comp)[np.unique(comp)].tolist()
+    assert sum(1 < s <= 40 for s in sizes) > 50     # many components were matched exactly

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_pose.codecs import _grouping
+from keras_pose.codecs import _grouping, _kernels
+
+# The exact matchings compiled (``_kernels.match_components``) where numba is installed.
+USE_KERNELS = _kernels.AVAILABLE
 
 # Above this many passing pairs in an image (clean crowds of 24 have ~1800;
 # noise maps ~66 000) the limbs are matched by the greedy instead of exactly:
@@ -136,7 +139,6 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
     sizes = np.diff(np.r_[starts, cs.size])
     out = [order[starts[sizes == 1]]]
-    big = []
     # Objective: most pairs first (the matching steps in where it connects joints
     # the greedy leaves unconnected: an augmenting path), then total key with a
     # small bonus for the greedy's pairs: where both choices connect every joint
@@ -146,14 +148,17 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     o = np.argsort(-w, kind="stable")
     greedy = np.zeros(w.size)
     greedy[o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]] = 1.0
-    score = (CARDINALITY_BONUS + GREEDY_BONUS * greedy + w).tolist()
-    kal, kbl, wl = ka.tolist(), kb.tolist(), score
-    for lo, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist()):
-        grp = order[lo:lo + size]
-        if size > exact_max:
-            big.append(grp)
-            continue
-        grp = grp.tolist()
+    score = CARDINALITY_BONUS + GREEDY_BONUS * greedy + w
+    small = (sizes > 1) & (sizes <= exact_max)
+    if USE_KERNELS:
+        out.append(_kernels.match_components(order, starts[small], sizes[small], ka, kb, score,
+                                             2 * num_limbs * num_candidates))
+        small[:] = False
+    big = [order[lo:lo + size] for lo, size in zip(starts[sizes > exact_max].tolist(),
+                                                   sizes[sizes > exact_max].tolist())]
+    kal, kbl, wl = ka.tolist(), kb.tolist(), score.tolist()
+    for lo, size in zip(starts[small].tolist(), sizes[small].tolist()):
+        grp = order[lo:lo + size].tolist()
         rows, cols = {}, {}
         for q in grp:
             rows.setdefault(kal[q], len(rows))

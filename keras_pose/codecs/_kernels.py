@@ -23,6 +23,9 @@ even), so the result equals the NumPy path up to float32 summation order.
 step of ``_peaks.find_peaks``): the low-resolution seeds and, per seed, its
 bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement.
 
+**Exact limb matching** (``match_components``, replaces the per-component loop
+of ``_assembly.match_limbs`` and its ``_hungarian``).
+
 numba is optional: ``AVAILABLE`` is False without it and the decoder keeps its
 NumPy paths. Kernels are compiled on first use (about 5 s once) and cached on disk
 by numba (next to this file, or in its user-wide cache where that is read-only).
@@ -243,10 +246,105 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
     return o_seed[:k], o_y[:k], o_x[:k], o_dx[:k], o_dy[:k], o_s[:k]
 
 
+def _hungarian(cost, n, m, col):
+    """``_assembly._hungarian`` on an (n, m) float64 array: the column of each row in col."""
+    inf = np.inf
+    u = np.zeros(n + 1)
+    v = np.zeros(m + 1)
+    p = np.zeros(m + 1, np.int64)
+    way = np.zeros(m + 1, np.int64)
+    minv = np.empty(m + 1)
+    used = np.empty(m + 1, np.bool_)
+    for i in range(1, n + 1):
+        p[0] = i
+        j0 = 0
+        minv[:] = inf
+        used[:] = False
+        while True:
+            used[j0] = True
+            i0, delta, j1 = p[j0], inf, 0
+            for j in range(1, m + 1):
+                if not used[j]:
+                    cur = cost[i0 - 1, j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j] = cur
+                        way[j] = j0
+                    if minv[j] < delta:
+                        delta = minv[j]
+                        j1 = j
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if p[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+    col[:n] = -1
+    for j in range(1, m + 1):
+        if p[j]:
+            col[p[j] - 1] = j - 1
+
+
+def _match_components(order, starts, sizes, ka, kb, score, num_keys):
+    """Maximum-weight matching of each component (``_assembly.match_limbs``): for the
+    pairs order[starts[c]:starts[c] + sizes[c]] of component c, rows on the smaller
+    side, n zero-cost "unmatched" columns, min cost -score (``_hungarian``). Returns
+    the chosen pair indices, component by component."""
+    out = np.empty(order.size, np.int64)
+    k = 0
+    row_of = np.full(num_keys, -1, np.int64)
+    col_of = np.full(num_keys, -1, np.int64)
+    for c in range(starts.size):
+        grp = order[starts[c]:starts[c] + sizes[c]]
+        nr = 0
+        nc = 0
+        for q in grp:   # local ids in first-seen order, like the dicts of the NumPy path
+            if row_of[ka[q]] < 0:
+                row_of[ka[q]] = nr
+                nr += 1
+            if col_of[kb[q]] < 0:
+                col_of[kb[q]] = nc
+                nc += 1
+        flip = nr > nc
+        n, m = (nc, nr) if flip else (nr, nc)
+        cost = np.full((n, m + n), 1e9)
+        cost[:, m:] = 0.0
+        pair = np.full((n, m), -1, np.int64)
+        for q in grp:
+            r, cc = row_of[ka[q]], col_of[kb[q]]
+            if flip:
+                r, cc = cc, r
+            cost[r, cc] = -score[q]
+            pair[r, cc] = q
+        col = np.empty(n, np.int64)
+        _hungarian_compiled(cost, n, m + n, col)
+        for r in range(n):
+            if col[r] < m and pair[r, col[r]] >= 0:
+                out[k] = pair[r, col[r]]
+                k += 1
+        for q in grp:
+            row_of[ka[q]] = -1
+            col_of[kb[q]] = -1
+    return out[:k]
+
+
+_hungarian_compiled = None   # set by ``_compiled`` before ``_match_components`` compiles
+
+
 @functools.lru_cache(maxsize=None)
 def _compiled(fn):
+    global _hungarian_compiled
     import numba
-    return numba.njit(cache=True, nogil=True)(fn)
+    jit = numba.njit(cache=True, nogil=True)
+    if fn is _match_components and _hungarian_compiled is None:
+        _hungarian_compiled = jit(_hungarian)
+    return jit(fn)
 
 
 def score_pairs(*args):
@@ -262,3 +360,8 @@ def seeds(*args):
 def patch_peaks(*args):
     """Compiled ``_patch_peaks``."""
     return _compiled(_patch_peaks)(*args)
+
+
+def match_components(*args):
+    """Compiled ``_match_components``."""
+    return _compiled(_match_components)(*args)
