@@ -38,6 +38,7 @@ flags.DEFINE_string("preset", "imhn_tiny", "Student preset.")
 flags.DEFINE_string("model", None, "Student preset overrides (JSON).")
 flags.DEFINE_enum("mode", "cache", ["cache", "in_step"], "Where the teacher runs.")
 flags.DEFINE_enum("framing", "image", ["image", "teacher"], "Unlabeled framing (cache mode).")
+flags.DEFINE_list("teacher_scales", ["1.0", "1.5"], "The teacher's test scales.")
 flags.DEFINE_integer("epochs", 28, "Epochs (quickstart: 28).")
 flags.DEFINE_integer("steps_per_epoch", 100, "Steps per epoch (quickstart: 100).")
 flags.DEFINE_integer("batch_size", 8, "Batch (quickstart: 8).")
@@ -61,7 +62,8 @@ def _config(name, mode, **extra):
         dataset="images", images_dir=os.path.join(d, "train"),
         val_annotations=os.path.join(d, "annotations", "person_keypoints_val.json"),
         val_images_dir=os.path.join(d, "val"),
-        teacher=F.teacher, teacher_scales=(1.0, 1.5), teacher_flip=True,
+        teacher=F.teacher, teacher_scales=tuple(float(x) for x in F.teacher_scales),
+        teacher_flip=True,
         teacher_cache=os.path.join(F.out_dir, "cache") if mode == "cache" else None,
         unlabeled_framing=F.framing if mode == "cache" else "image",
         model_dir=os.path.join(F.out_dir, name), epochs=F.epochs,
@@ -88,7 +90,9 @@ def run_student():
     s, model = out["summary"], out["model"]
     steps = s["epochs_completed"] * s["steps_per_epoch"]
     _write(F.name, {"part": "student", "name": F.name, "preset": F.preset, "model": F.model,
-                    "mode": F.mode, "framing": F.framing, "params": int(model.count_params()), "steps": steps,
+                    "mode": F.mode, "framing": F.framing,
+                    "teacher_scales": [float(x) for x in F.teacher_scales],
+                    "params": int(model.count_params()), "steps": steps,
                     "batch_size": F.batch_size, "val_AP": s.get("val", {}).get("AP"),
                     "val": s.get("val"), "train_seconds": s["train_seconds"],
                     "wall_seconds": round(time.monotonic() - t0, 1),

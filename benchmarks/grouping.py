@@ -18,9 +18,10 @@ pure-Python grouping rate (5.2 img/s, docs/method_bottom_up.md §7). Wall and CP
     python benchmarks/grouping.py [--repeats 15] [--scenes 5]
 
 ``--assemblies`` instead times the two person assemblies (``grouping="paper"``
-and ``"matched"``, docs/grouping.md) against each other, interleaved call by
-call on the same maps, at 512 x 512 and 256 x 256 inputs (1, 6, 24 persons and
-noise), and prints the medians and their ratio:
+and ``"matched"``, docs/grouping.md) and ``"matched"`` without the compiled
+loops (``keras_pose/codecs/_kernels.py``, the NumPy paths) against each other,
+interleaved call by call on the same maps, at 512 x 512 and 256 x 256 inputs
+(1, 6, 24 persons and noise), and prints the medians and their ratios:
 
     nice -n 10 python benchmarks/grouping.py --assemblies [--repeats 15] [--scenes 5]
 """
@@ -43,7 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from _reference_decoder import jittered_scene, reference_decode, sample_poses  # noqa: E402
-from keras_pose.codecs import BodyPartsCodec  # noqa: E402
+from keras_pose.codecs import BodyPartsCodec, _assembly, _grouping, _kernels, _peaks  # noqa: E402
 
 AUTHORS_IMG_PER_S = 5.2
 SAMPLE = pathlib.Path(os.environ.get("KERAS_POSE_COCO_SAMPLE", REPO.parent / "shared" / "data" / "coco_sample"))
@@ -63,11 +64,22 @@ def _time(fn, maps_list, repeats):
     return 1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu)), outs
 
 
+def _kernels_on(flag: bool) -> None:
+    """Switch the decoder's compiled loops (keras_pose/codecs/_kernels.py) on or off."""
+    for module in (_peaks, _grouping, _assembly):
+        module.USE_KERNELS = flag and _kernels.AVAILABLE
+
+
 def compare_assemblies(args, poses):
-    """Median decode ms of both assemblies, interleaved, per input size and case."""
+    """Median decode ms of both assemblies and of ``matched`` on the NumPy paths (no
+    compiled loops), interleaved call by call, per input size and case."""
     codecs = {g: BodyPartsCodec(grouping=g) for g in ("paper", "matched")}
+    variants = [("paper", codecs["paper"], True), ("matched", codecs["matched"], True),
+                ("matched_numpy", codecs["matched"], False)]
     rng = np.random.default_rng(0)
-    out = {"threads": 1, "scenes_per_case": args.scenes, "load_average_start": os.getloadavg()[0]}
+    out = {"threads": 1, "scenes_per_case": args.scenes, "numba": _kernels.AVAILABLE,
+           "max_limb_pairs": codecs["matched"].config.max_limb_pairs,
+           "load_average_start": os.getloadavg()[0]}
     for size in (512, 256):
         hi = (0.27 * size, 0.59 * size)   # 140-300 px persons at 512, scaled at 256
         table = {}
@@ -79,23 +91,27 @@ def compare_assemblies(args, poses):
                 maps = [codecs["paper"].encode(jittered_scene(rng, poses, n, size=(size, size),
                                                               height_range=hi), (size, size))["heatmaps"]
                         for _ in range(args.scenes)]
-            times = {g: [] for g in codecs}
-            persons = {g: [] for g in codecs}
-            for m in maps:   # warm-up outside the timing
-                for c in codecs.values():
+            times = {v[0]: [] for v in variants}
+            persons = {v[0]: [] for v in variants}
+            for m in maps:   # warm-up outside the timing (and the kernels' first compile)
+                for _, c, k in variants:
+                    _kernels_on(k)
                     c.decode(m)
             for r in range(args.repeats if n != "noise" else max(3, args.repeats // 3)):
                 for m in maps:
-                    for g, c in codecs.items():
+                    for name, c, k in variants:
+                        _kernels_on(k)
                         c0 = time.process_time()
                         res = c.decode(m)
-                        times[g].append(time.process_time() - c0)
+                        times[name].append(time.process_time() - c0)
                         if r == 0:
-                            persons[g].append(len(res))
+                            persons[name].append(len(res))
+            _kernels_on(True)
             med = {g: 1e3 * float(np.median(t)) for g, t in times.items()}
             table[f"persons_{n}" if n != "noise" else "noise"] = {
-                "paper_cpu_ms": round(med["paper"], 2), "matched_cpu_ms": round(med["matched"], 2),
+                **{f"{g}_cpu_ms": round(v, 2) for g, v in med.items()},
                 "matched_over_paper": round(med["matched"] / med["paper"], 2),
+                "numpy_over_compiled": round(med["matched_numpy"] / med["matched"], 2),
                 "persons_found": {g: int(np.sum(p)) for g, p in persons.items()}}
         out[f"{size}x{size}"] = table
     out["load_average_end"] = os.getloadavg()[0]
@@ -111,7 +127,8 @@ def main():
     ap.add_argument("--ref_repeats", type=int, default=1, help="timed passes for the reference")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    codec = BodyPartsCodec(grouping="paper")   # the reference is the authors' assembly
+    # the reference is the authors' assembly without the pair cap (it keeps only max_candidates)
+    codec = BodyPartsCodec(grouping="paper", max_limb_pairs=0)
     poses = sample_poses(SAMPLE / "test_coco.json")
     if args.assemblies:
         return compare_assemblies(args, poses)

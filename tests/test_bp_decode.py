@@ -393,3 +393,17 @@ def test_negative_lobes_keep_refined_peaks_inside_the_image():
     found = poses.keypoints[..., 2] > 0
     xy = poses.keypoints[..., :2][found]
     assert np.all((xy >= 0) & (xy <= 63))
+
+
+def test_best_per_type_is_the_stable_k_smallest():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        types = rng.integers(0, 5, 300)
+        key = rng.integers(0, 20, 300).astype(float)   # many ties
+        k = int(rng.integers(1, 70))
+        got = _peaks._best_per_type(types, key, np.bincount(types, minlength=5), k)
+        want = []
+        for t in range(5):
+            idx = np.flatnonzero(types == t)
+            want += sorted(idx[np.argsort(key[idx], kind="stable")[:k]].tolist())
+        assert got.tolist() == want

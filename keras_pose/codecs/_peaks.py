@@ -247,17 +247,26 @@ def _seeds(maps: np.ndarray, low: float) -> tuple:
 
 
 def _best_per_type(types, key, counts, k) -> np.ndarray:
-    """Indices of the k smallest ``key`` per type (stable among ties), grouped by type.
+    """Indices of the k smallest ``key`` per type (among ties the lower index),
+    grouped by type, ascending within a type.
 
-    Sorting only within each type's segment (found with a radix sort on the
-    small type ids) is several times cheaper than a global lexsort on noise.
+    A radix sort on the small type ids finds each type's segment; within it a
+    partition finds the k-th value (linear time: on noise this runs over ~60 000
+    seeds).
     """
     order = np.argsort(types.astype(np.int16), kind="stable")
     ends = np.cumsum(counts).tolist()
     out = []
     for lo, hi in zip([0] + ends[:-1], ends):
         seg = order[lo:hi]
-        out.append(seg if hi - lo <= k else seg[np.argsort(key[seg], kind="stable")[:k]])
+        if hi - lo <= k:
+            out.append(seg)
+            continue
+        v = key[seg]
+        kth = np.partition(v, k - 1)[k - 1]
+        below = v < kth
+        tie = v == kth
+        out.append(seg[below | (tie & (np.cumsum(tie) <= k - np.count_nonzero(below)))])
     return np.concatenate(out)
 
 
