@@ -24,6 +24,9 @@ interleaved call by call on the same maps, at 512 x 512 and 256 x 256 inputs
 (1, 6, 24 persons and noise), and prints the medians and their ratios:
 
     nice -n 10 python benchmarks/grouping.py --assemblies [--repeats 15] [--scenes 5]
+
+``--pair_caps`` times ``matched`` at ``max_limb_pairs`` 0 (no cap), 20 000 (the
+default) and 10 000 on noise and 24-person crowds (docs/grouping.md).
 """
 import os
 
@@ -118,10 +121,42 @@ def compare_assemblies(args, poses):
     print(json.dumps(out, indent=1))
 
 
+def compare_pair_caps(args, poses):
+    """Median decode ms of ``matched`` at several ``max_limb_pairs`` (0: no cap) on
+    noise and 24-person crowds, interleaved, at 512 and 256 inputs."""
+    caps = (0, 20_000, 10_000)
+    codecs = {c: BodyPartsCodec(max_limb_pairs=c) for c in caps}
+    rng = np.random.default_rng(0)
+    out = {"threads": 1, "load_average_start": os.getloadavg()[0]}
+    for size in (512, 256):
+        hi = (0.27 * size, 0.59 * size)
+        cases = {"noise": [rng.random((size // 4, size // 4, 50), dtype=np.float32) for _ in range(2)],
+                 "persons_24": [codecs[0].encode(jittered_scene(rng, poses, 24, size=(size, size),
+                                                                height_range=hi), (size, size))["heatmaps"]
+                                for _ in range(4)]}
+        for name, maps in cases.items():
+            times = {c: [] for c in caps}
+            for m in maps:
+                for c in codecs.values():
+                    c.decode(m)
+            for _ in range(args.repeats):
+                for m in maps:
+                    for cap, c in codecs.items():
+                        c0 = time.process_time()
+                        c.decode(m)
+                        times[cap].append(time.process_time() - c0)
+            out[f"{size}x{size} {name}"] = {f"cap_{c}_cpu_ms": round(1e3 * float(np.median(t)), 2)
+                                            for c, t in times.items()}
+    out["load_average_end"] = os.getloadavg()[0]
+    print(json.dumps(out, indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--assemblies", action="store_true",
                     help="time grouping='paper' against grouping='matched' (no reference decoder)")
+    ap.add_argument("--pair_caps", action="store_true",
+                    help="time matched at max_limb_pairs 0 / 20000 / 10000 on noise and 24 persons")
     ap.add_argument("--repeats", type=int, default=15, help="timed passes over the scenes (fast decoder)")
     ap.add_argument("--scenes", type=int, default=5, help="different scenes per person count")
     ap.add_argument("--ref_repeats", type=int, default=1, help="timed passes for the reference")
@@ -132,6 +167,8 @@ def main():
     poses = sample_poses(SAMPLE / "test_coco.json")
     if args.assemblies:
         return compare_assemblies(args, poses)
+    if args.pair_caps:
+        return compare_pair_caps(args, poses)
     rng = np.random.default_rng(0)
     cases = {}
     for n in (1, 6, 12, 24):
