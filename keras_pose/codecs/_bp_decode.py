@@ -8,7 +8,9 @@ Pipeline (Li et al., "Simple Pose", AAAI 2020; the authors' ``evaluate.py``):
 
 1. flip fusion (§5.2 step 6) — ``fuse_flip``;
 2. keypoint peaks of the x s bicubically upsampled maps: 3x3 NMS, ``thre1``,
-   5x5 refinement, capped per type — ``_peaks.find_peaks``;
+   5x5 refinement, capped per type — ``_peaks.find_peaks``; on noise-like maps
+   fewer per type so that at most ``max_limb_pairs`` pairs are scored —
+   ``_grouping.cap_pairs``;
 3. limb scores along each candidate segment, greedy one-to-one choice per limb
    by key — ``_grouping.score_limbs``;
 4. greedy assembly with redundant limbs, final filter — ``_grouping.assemble``;

@@ -40,6 +40,9 @@ full-resolution maps. We get the same numbers far more cheaply:
   (3x3 maxima first, strongest first).
 * Refinement uses the correct x/y orientation (the authors' ``refine_centroid``
   swaps the row and column offsets; §5.3 and §9.1 say to fix it in production).
+* With numba installed the seeds and the patch step run as compiled loops
+  (``_kernels.seeds``, ``_kernels.patch_peaks``): the same arithmetic, summed in
+  another order, so plateau ties (above) can break the other way.
 
 Imports without TensorFlow.
 """
