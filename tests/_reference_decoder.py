@@ -183,6 +183,18 @@ def reference_decode(maps, cfg, spec=COCO, image_height=None, max_candidates=Non
 
 
 # ------------------------------------------------------------------ scenes
+def stick_figures(rng, n=12) -> np.ndarray:
+    """(n, 17, 3) synthetic upright-ish COCO poses (no data file needed): a stick
+    figure jittered by 3 px, every keypoint labelled."""
+    base = np.array([[0, -80], [-6, -86], [6, -86], [-14, -82], [14, -82], [-26, -55], [26, -55],
+                     [-34, -20], [34, -20], [-38, 12], [38, 12], [-16, 10], [16, 10],
+                     [-18, 60], [18, 60], [-20, 110], [20, 110]], np.float32)
+    out = np.zeros((n, 17, 3), np.float32)
+    out[:, :, :2] = base + rng.normal(0, 3, (n, 17, 2))
+    out[:, :, 2] = 2
+    return out
+
+
 def sample_poses(coco_json, spec=COCO, min_labelled=8):
     """Real annotated poses (N, 17, 3) from a COCO keypoints file (>= min_labelled points)."""
     with open(coco_json) as f:

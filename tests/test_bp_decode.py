@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import cv2
 
-from _reference_decoder import jittered_scene, reference_decode
+from _reference_decoder import jittered_scene, reference_decode, stick_figures
 from keras_pose.codecs import BodyPartsCodec
 from keras_pose.codecs import _grouping, _peaks
 from keras_pose.skeleton import COCO
@@ -12,20 +12,9 @@ from keras_pose.skeleton import COCO
 CODEC = BodyPartsCodec(grouping="paper")   # the authors' assembly: parity with the reference
 
 
-def _poses(rng, n=12):
-    """Synthetic upright-ish COCO poses (no data file needed): a stick figure, jittered."""
-    base = np.array([[0, -80], [-6, -86], [6, -86], [-14, -82], [14, -82], [-26, -55], [26, -55],
-                     [-34, -20], [34, -20], [-38, 12], [38, 12], [-16, 10], [16, 10],
-                     [-18, 60], [18, 60], [-20, 110], [20, 110]], np.float32)
-    out = np.zeros((n, 17, 3), np.float32)
-    out[:, :, :2] = base + rng.normal(0, 3, (n, 17, 2))
-    out[:, :, 2] = 2
-    return out
-
-
 def _scene(seed, persons, size=(512, 512)):
     rng = np.random.default_rng(seed)
-    kp = jittered_scene(rng, _poses(rng), persons, size=size)
+    kp = jittered_scene(rng, stick_figures(rng), persons, size=size)
     return kp, CODEC.encode(kp, size)["heatmaps"]
 
 
@@ -134,7 +123,7 @@ def test_matches_literal_full_resolution_reference(seed, persons):
 def test_matches_reference_in_a_24_person_crowd():
     """Same-type blobs overlap here (max-combined, creased): the near-top seeds matter."""
     rng = np.random.default_rng(11)
-    kp = jittered_scene(rng, _poses(rng), 24, height_range=(120, 260))
+    kp = jittered_scene(rng, stick_figures(rng), 24, height_range=(120, 260))
     maps = CODEC.encode(kp, (512, 512))["heatmaps"]
     fast = CODEC.decode(maps)
     ref_kp, ref_scores = reference_decode(maps, CODEC.config)
@@ -183,7 +172,7 @@ def test_flip_fusion_of_symmetric_scene():
     the mirror decodes to the same persons as the unflipped maps."""
     size = (256, 320)
     rng = np.random.default_rng(7)
-    kp = jittered_scene(rng, _poses(rng), 3, size=size, height_range=(90, 140))
+    kp = jittered_scene(rng, stick_figures(rng), 3, size=size, height_range=(90, 140))
     kp[:, :, 0] = np.where(kp[:, :, 2] > 0, kp[:, :, 0] * 0.45 + 2, 0)   # left half
     scene = np.concatenate([kp, _mirror(kp, size[1])])
     maps = CODEC.encode(scene, size)["heatmaps"]
@@ -201,7 +190,7 @@ def test_flip_fusion_of_any_scene():
     (the encoder's limb boxes round differently in the mirror, so where persons
     overlap a keypoint may be grouped with a different neighbour)."""
     rng = np.random.default_rng(9)
-    kp = jittered_scene(rng, _poses(rng), 5, size=(256, 320), height_range=(90, 160))
+    kp = jittered_scene(rng, stick_figures(rng), 5, size=(256, 320), height_range=(90, 160))
     maps = CODEC.encode(kp, (256, 320))["heatmaps"]
     mirrored = CODEC.encode(_mirror(kp, 320), (256, 320))["heatmaps"]
     a, b = CODEC.decode(CODEC.fuse_flip(maps, mirrored)), CODEC.decode(maps)

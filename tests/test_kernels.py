@@ -3,7 +3,7 @@ replace, and the candidate-pair cap (docs/grouping.md)."""
 import numpy as np
 import pytest
 
-from _reference_decoder import jittered_scene
+from _reference_decoder import jittered_scene, stick_figures
 from keras_pose.codecs import BodyPartsCodec, _assembly, _grouping, _kernels, _peaks
 from keras_pose.skeleton import COCO
 
@@ -12,22 +12,12 @@ numba = pytest.importorskip("numba", reason="numba is not installed: the decoder
 CODEC = BodyPartsCodec(max_limb_pairs=0)
 
 
-def _figures(rng, n=12):
-    base = np.array([[0, -80], [-6, -86], [6, -86], [-14, -82], [14, -82], [-26, -55], [26, -55],
-                     [-34, -20], [34, -20], [-38, 12], [38, 12], [-16, 10], [16, 10],
-                     [-18, 60], [18, 60], [-20, 110], [20, 110]], np.float32)
-    out = np.zeros((n, 17, 3), np.float32)
-    out[:, :, :2] = base + rng.normal(0, 3, (n, 17, 2))
-    out[:, :, 2] = 2
-    return out
-
-
 def _maps(kind, seed=0, size=512):
     rng = np.random.default_rng(seed)
     if kind == "noise":
         return rng.random((size // 4, size // 4, 50), dtype=np.float32)
     persons = {"few": 3, "crowd": 24, "blurred": 12}[kind]
-    maps = CODEC.encode(jittered_scene(rng, _figures(rng), persons, size=(size, size)),
+    maps = CODEC.encode(jittered_scene(rng, stick_figures(rng), persons, size=(size, size)),
                         (size, size))["heatmaps"]
     if kind == "blurred":   # a network's look: softer, weaker, noisy, small negative lobes
         import cv2
@@ -134,7 +124,8 @@ def test_clean_crowd_of_24_is_not_capped_by_default():
 
 
 def test_match_kernel_equals_the_python_matching(monkeypatch):
-    """Random pair graphs of many small components: same chosen pairs both ways."""
+    """Random pair graphs of many small components: the matching compiled and run
+    as Python chooses the same pairs."""
     rng = np.random.default_rng(5)
     sizes = []
     for q in [40, 60, 80] * 6:

@@ -10,7 +10,7 @@ leaves the other person's own limb unconnected (a missing joint, or a limb
 taken by the neighbour). Here:
 
 1. ``match_limbs``: each limb's connections are a maximum-weight one-to-one
-   matching on the key, computed exactly (``_hungarian``) per connected
+   matching on the key, computed exactly (``_kernels.match_components``) per connected
    component of the pair graph, among the confident pairs (key >=
    ``MIN_MATCH_KEY``, within ``RELATIVE_STRENGTH`` of the best pair at both
    ends); the rest are added greedily afterwards;
@@ -28,7 +28,8 @@ import numpy as np
 
 from keras_pose.codecs import _grouping, _kernels
 
-# The exact matchings compiled (``_kernels.match_components``) where numba is installed.
+# The exact matchings compiled (``_kernels.match_components``) where numba is installed,
+# else the same code in Python.
 USE_KERNELS = _kernels.AVAILABLE
 
 # Above this many passing pairs in an image (clean crowds of 24 have ~1800;
@@ -52,47 +53,6 @@ GREEDY_BONUS = 0.02
 MIN_MATCH_KEY = 0.7
 
 
-def _hungarian(cost, n, m):
-    """Min-cost assignment of n rows to distinct columns of an n x m cost (n <= m,
-    list of lists): the column of each row. Shortest augmenting paths with
-    potentials (Kuhn-Munkres, O(n^2 m)); used on small components only."""
-    inf = float("inf")
-    u, v = [0.0] * (n + 1), [0.0] * (m + 1)
-    p, way = [0] * (m + 1), [0] * (m + 1)
-    for i in range(1, n + 1):
-        p[0], j0 = i, 0
-        minv, used = [inf] * (m + 1), [False] * (m + 1)
-        while True:
-            used[j0] = True
-            i0, delta, j1 = p[j0], inf, 0
-            row = cost[i0 - 1]
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = row[j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j], way[j] = cur, j0
-                    if minv[j] < delta:
-                        delta, j1 = minv[j], j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while j0:
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-    col = [-1] * n
-    for j in range(1, m + 1):
-        if p[j]:
-            col[p[j] - 1] = j - 1
-    return col
-
-
 def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max: int = 40,
                 rel: float = 0.0, floor: float = -np.inf) -> np.ndarray:
     """One-to-one pairs per limb of maximum total weight: accepted row indices.
@@ -100,7 +60,7 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     The passing pairs of all limbs form one bipartite graph on (limb, candidate)
     keys; its connected components are matched independently. A component that
     is a single pair is taken; larger ones get an exact maximum-weight matching
-    (``_hungarian``) up to ``exact_max`` pairs; beyond that, or with more than
+    (``_kernels.match_components``) up to ``exact_max`` pairs; beyond that, or with more than
     ``GREEDY_ABOVE`` pairs in all (noise), the greedy by weight (the authors'
     rule, §5.4). With ``rel``/``floor`` only the confident pairs are matched
     exactly and the rest added greedily. Crowd case: a and a' are two persons' joints
@@ -150,31 +110,10 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     greedy[o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]] = 1.0
     score = CARDINALITY_BONUS + GREEDY_BONUS * greedy + w
     small = (sizes > 1) & (sizes <= exact_max)
-    if USE_KERNELS:
-        out.append(_kernels.match_components(order, starts[small], sizes[small], ka, kb, score,
-                                             2 * num_limbs * num_candidates))
-        small[:] = False
+    out.append(_kernels.match_components(order, starts[small], sizes[small], ka, kb, score,
+                                         2 * num_limbs * num_candidates, compiled=USE_KERNELS))
     big = [order[lo:lo + size] for lo, size in zip(starts[sizes > exact_max].tolist(),
                                                    sizes[sizes > exact_max].tolist())]
-    kal, kbl, wl = ka.tolist(), kb.tolist(), score.tolist()
-    for lo, size in zip(starts[small].tolist(), sizes[small].tolist()):
-        grp = order[lo:lo + size].tolist()
-        rows, cols = {}, {}
-        for q in grp:
-            rows.setdefault(kal[q], len(rows))
-            cols.setdefault(kbl[q], len(cols))
-        flip = len(rows) > len(cols)
-        if flip:
-            rows, cols = cols, rows
-        n, m = len(rows), len(cols)
-        cost = [[1e9] * m + [0.0] * n for _ in range(n)]   # n zero-cost "unmatched" columns
-        idx = {}
-        for q in grp:
-            r, c = (rows[kbl[q]], cols[kal[q]]) if flip else (rows[kal[q]], cols[kbl[q]])
-            cost[r][c] = -wl[q]
-            idx[r, c] = q
-        sel = [idx[r, c] for r, c in enumerate(_hungarian(cost, n, m + n)) if (r, c) in idx]
-        out.append(np.asarray(sel, np.int64))
     if big:
         grp = np.concatenate(big)
         o = grp[np.argsort(-w[grp], kind="stable")]

@@ -23,8 +23,9 @@ even), so the result equals the NumPy path up to float32 summation order.
 step of ``_peaks.find_peaks``): the low-resolution seeds and, per seed, its
 bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement.
 
-**Exact limb matching** (``match_components``, replaces the per-component loop
-of ``_assembly.match_limbs`` and its ``_hungarian``).
+**Exact limb matching** (``match_components``: the per-component maximum-weight
+matchings of ``_assembly.match_limbs``). Unlike the kernels above it has no
+NumPy twin: without numba the same code runs in Python.
 
 numba is optional: ``AVAILABLE`` is False without it and the decoder keeps its
 NumPy paths. Kernels are compiled on first use (about 5 s once) and cached on disk
@@ -247,7 +248,9 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
 
 
 def _hungarian(cost, n, m, col):
-    """``_assembly._hungarian`` on an (n, m) float64 array: the column of each row in col."""
+    """Min-cost assignment of n rows to distinct columns of an (n, m) float64 cost,
+    n <= m: the column of each row, written into col. Shortest augmenting paths with
+    potentials (Kuhn-Munkres, O(n^2 m)); used on small components only."""
     inf = np.inf
     u = np.zeros(n + 1)
     v = np.zeros(m + 1)
@@ -292,10 +295,13 @@ def _hungarian(cost, n, m, col):
 
 
 def _match_components(order, starts, sizes, ka, kb, score, num_keys):
-    """Maximum-weight matching of each component (``_assembly.match_limbs``): for the
-    pairs order[starts[c]:starts[c] + sizes[c]] of component c, rows on the smaller
-    side, n zero-cost "unmatched" columns, min cost -score (``_hungarian``). Returns
-    the chosen pair indices, component by component."""
+    """Maximum-weight one-to-one matching of each component of the pair graph.
+
+    Component c holds the pairs order[starts[c]:starts[c] + sizes[c]]; pair q
+    joins key ka[q] to key kb[q] (keys < num_keys) with weight score[q]. The
+    smaller side's keys are the rows (numbered in first-seen order), n zero-cost
+    "unmatched" columns are added, and ``_hungarian`` minimises -score. Returns
+    the chosen pair indices, component by component, by row."""
     out = np.empty(order.size, np.int64)
     k = 0
     row_of = np.full(num_keys, -1, np.int64)
@@ -323,7 +329,7 @@ def _match_components(order, starts, sizes, ka, kb, score, num_keys):
             cost[r, cc] = -score[q]
             pair[r, cc] = q
         col = np.empty(n, np.int64)
-        _hungarian_compiled(cost, n, m + n, col)
+        _hungarian_impl(cost, n, m + n, col)
         for r in range(n):
             if col[r] < m and pair[r, col[r]] >= 0:
                 out[k] = pair[r, col[r]]
@@ -334,16 +340,18 @@ def _match_components(order, starts, sizes, ka, kb, score, num_keys):
     return out[:k]
 
 
-_hungarian_compiled = None   # set by ``_compiled`` before ``_match_components`` compiles
+# What ``_match_components`` calls: ``_hungarian`` itself, or compiled once
+# ``_compiled`` compiles ``_match_components`` (numba needs its callees compiled).
+_hungarian_impl = _hungarian
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled(fn):
-    global _hungarian_compiled
+    global _hungarian_impl
     import numba
     jit = numba.njit(cache=True, nogil=True)
-    if fn is _match_components and _hungarian_compiled is None:
-        _hungarian_compiled = jit(_hungarian)
+    if fn is _match_components:
+        _hungarian_impl = jit(_hungarian)
     return jit(fn)
 
 
@@ -362,6 +370,9 @@ def patch_peaks(*args):
     return _compiled(_patch_peaks)(*args)
 
 
-def match_components(*args):
-    """Compiled ``_match_components``."""
-    return _compiled(_match_components)(*args)
+def match_components(*args, compiled: bool = True):
+    """``_match_components``, compiled unless ``compiled`` is False or numba is missing
+    (then the same code runs in Python: the only implementation of the matching)."""
+    if compiled and AVAILABLE:
+        return _compiled(_match_components)(*args)
+    return _match_components(*args)
