@@ -35,6 +35,9 @@ from keras_pose.codecs import _kernels
 
 # The compiled limb test (``_kernels``) where numba is installed, else NumPy.
 USE_KERNELS = _kernels.AVAILABLE
+# From this many candidate pairs the compiled limb test reads a channel-major copy
+# of the limb maps (``CubicSampler.planes``; 6 persons: ~800 pairs, 24: ~15 000).
+PLANES_MIN_PAIRS = 3000
 # Above this many limb samples in an image, one cv2 upsampling of all limb
 # channels (a few ms at 512x512) is cheaper than 16 gathers per sample.
 DENSE_SAMPLES = 150_000
@@ -229,10 +232,14 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
     allowed = n - np.ceil(cfg.connect_ratio * n).astype(np.int64)
     thre2 = np.float32(cfg.limb_sample_threshold)
     if USE_KERNELS:
+        if limb.size > PLANES_MIN_PAIRS:   # crowds, noise: channel-major copy of the limb maps
+            flat, oy, ox, cstride = sampler.planes(spec.limb_start, num_limbs)
+            channel = limb * cstride
+        else:
+            flat, oy, ox, channel = sampler.flat, sampler.oy, sampler.ox, limb + spec.limb_start
         fails, total = _kernels.score_pairs(
-            sampler.flat, sampler.oy, sampler.ox, sampler.w2, sampler.stride,
-            xy[ia, 0], xy[ia, 1], xy[ib, 0], xy[ib, 1], n, limb + spec.limb_start, allowed,
-            thre2, _kernels.sample_order(int(cfg.max_limb_samples)))
+            flat, oy, ox, sampler.w2, sampler.stride, xy[ia, 0], xy[ia, 1], xy[ib, 0], xy[ib, 1],
+            n, channel, allowed, thre2, _kernels.sample_order(int(cfg.max_limb_samples)))
         q = np.flatnonzero(fails <= allowed)
         return _passing(q, limb, ia, ib, n, length, total, scores, image_height, special)
     segs = _Segments(sampler, xy, ia, ib, n, limb, spec.limb_start, num_limbs,

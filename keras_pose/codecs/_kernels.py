@@ -63,13 +63,15 @@ def _score_pairs(flat, oy, ox, w2, stride, x0, y0, x1, y1, n, channel, allowed, 
     """Limb test of Q pairs: (fails (Q,) int64, total (Q,) float64).
 
     Args:
-        flat: the (h, w, C) float32 maps, raveled.
-        oy, ox: ``CubicSampler``'s flat offsets of the 4 tap rows / columns of
-            each input row (H, 4) / column (W, 4), int32.
+        flat: the float32 maps, raveled: (h, w, C) ``CubicSampler.flat``, or
+            channel-major ``CubicSampler.planes``.
+        oy, ox: flat offsets of the 4 tap rows / columns of each input row (H, 4) /
+            column (W, 4), int32 (``CubicSampler.oy``/``ox`` or those of ``planes``).
         w2: (s * s, 16) float32 2-D tap weights per pixel phase.
         stride: s.
         x0, y0, x1, y1: (Q,) float64 segment end points, input pixels.
-        n: (Q,) samples per pair; channel: (Q,) map channel of its limb.
+        n: (Q,) samples per pair; channel: (Q,) flat offset of its limb's channel
+            (the channel index, or index * h * w for planes).
         allowed: (Q,) most failures a passing pair may have.
         thre2: float32 sample threshold.
         order: ``sample_order`` table.

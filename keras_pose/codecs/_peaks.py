@@ -148,8 +148,9 @@ class CubicSampler:
         ix, wx = axis_taps(self.w, stride)
         # Flat offsets of the 4 tap rows / columns in the (h, w, C) layout (int32:
         # half the memory traffic of int64 in the gathers).
-        self.oy = (iy * (self.w * self.c)).astype(np.int32)
-        self.ox = (ix * self.c).astype(np.int32)
+        self._iy, self._ix = iy.astype(np.int32), ix.astype(np.int32)
+        self.oy = self._iy * (self.w * self.c)
+        self.ox = self._ix * self.c
         # The weights depend only on the pixel's phase (X mod s): one (s*s, 16)
         # table of 2-D weights wy (x) wx instead of two per-sample products.
         self.w2 = (wy[:stride, None, :, None] * wx[None, :stride, None, :]).reshape(stride * stride, 16)
@@ -193,6 +194,17 @@ class CubicSampler:
         out = cv2.remap(img, fx.reshape(rows, cols), fy.reshape(rows, cols), cv2.INTER_CUBIC,
                         borderMode=cv2.BORDER_REPLICATE)
         return out.reshape(-1)[:n]
+
+    def planes(self, start: int, count: int) -> tuple:
+        """Channels start.. as contiguous (count, h, w) planes, for reads that stay
+        within one channel: (flat planes, row offsets (H, 4), column offsets (W, 4),
+        channel stride), the counterparts of ``flat``, ``oy``, ``ox`` and 1.
+
+        A sample's 16 taps then lie in 4 cache lines instead of 16; it pays for
+        the ~0.7 ms copy (30 channels at 128 x 128) from a few thousand pairs.
+        """
+        planes = np.ascontiguousarray(self._maps[:, :, start:start + count].transpose(2, 0, 1))
+        return planes.reshape(-1), self._iy * self.w, self._ix, self.h * self.w
 
     def full_block(self, start: int, count: int) -> np.ndarray:
         """(H, W, count) float32: channels start.. upsampled over the whole input (cv2, same kernel)."""
