@@ -8,7 +8,7 @@ no network, so every lost point is the grouping's or the peak finder's):
 * ``crowd_synthetic``: 12 such scenes of the synthetic generator's figures;
 * ``coco_sample``: the four COCO sample images, letterboxed to height 640;
 * ``synthetic_val``: the quickstart's synthetic val annotations (``--synthetic_val``,
-  default /work/team/qs_data), letterboxed to height 512.
+  default runs/synthetic, where the quickstart writes it), letterboxed to height 512.
 
 Prints one JSON object: AP and the error breakdown per set and grouping, and the
 overlap statistics of the crowds.
@@ -92,7 +92,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=12, help="crowded scenes per pose source")
     ap.add_argument("--groupings", default="paper,matched", help="comma-separated codec groupings")
-    ap.add_argument("--synthetic_val", default="/work/team/qs_data",
+    ap.add_argument("--synthetic_val", default="runs/synthetic",
                     help="a synthetic dataset folder (annotations/person_keypoints_val.json)")
     ap.add_argument("--sets", default="crowd_coco,crowd_synthetic,coco_sample,synthetic_val")
     args = ap.parse_args()

@@ -6,12 +6,14 @@ images* (their annotations are not read); they get the quickstart's step
 budget (28 x 100 steps of 8) and are scored, like the teacher, on the 100 val
 images with flip + scales 1 and 1.5 (pycocotools AP).
 
-  # 1. each student (the cache of teacher maps is built by the first run, reused after)
-  nice -n 10 python benchmarks/distill.py --run student --name tiny
-  nice -n 10 python benchmarks/distill.py --run student --name w16 \
+  # 1. each student: the teacher in the step (exact), or its cache of maps
+  #    (built by the first cache run, reused after)
+  python benchmarks/distill.py --run student --name tiny_in_step_s1 --mode in_step
+  python benchmarks/distill.py --run student --name tiny_cache_s1 --mode cache
+  python benchmarks/distill.py --run student --name w16_in_step_s1 --mode in_step \
       --model '{"width": 16, "growth": 8, "feature_width": 16}'
   # 2. seconds per training step: teacher inside the step vs the cache
-  nice -n 10 python benchmarks/distill.py --run throughput
+  python benchmarks/distill.py --run throughput --throughput_steps 20
   # 3. the table (docs/benchmarks.md)
   python benchmarks/distill.py --run report
 
@@ -30,15 +32,15 @@ from absl import app, flags  # noqa: E402
 
 F = flags.FLAGS
 flags.DEFINE_enum("run", "student", ["student", "throughput", "teacher", "report"], "Part.")
-flags.DEFINE_string("teacher", "/work/team/quickstart", "Trained quickstart run folder.")
-flags.DEFINE_string("data_dir", "/work/team/qs_data", "Its synthetic dataset.")
+flags.DEFINE_string("teacher", "runs/quickstart", "Trained quickstart run folder (python training/train.py).")
+flags.DEFINE_string("data_dir", "runs/synthetic", "Its synthetic dataset (the quickstart writes it there).")
 flags.DEFINE_string("out_dir", "runs/distill_bench", "Runs, cache and result JSONs.")
 flags.DEFINE_string("name", "tiny", "Student run name.")
 flags.DEFINE_string("preset", "imhn_tiny", "Student preset.")
 flags.DEFINE_string("model", None, "Student preset overrides (JSON).")
 flags.DEFINE_enum("mode", "cache", ["cache", "in_step"], "Where the teacher runs.")
 flags.DEFINE_enum("framing", "image", ["image", "teacher"], "Unlabeled framing (cache mode).")
-flags.DEFINE_list("teacher_scales", ["1.0", "1.5"], "The teacher's test scales.")
+flags.DEFINE_list("teacher_scales", ["1.0"], "The teacher's test scales (earlier runs: 1.0,1.5).")
 flags.DEFINE_integer("epochs", 28, "Epochs (quickstart: 28).")
 flags.DEFINE_integer("steps_per_epoch", 100, "Steps per epoch (quickstart: 100).")
 flags.DEFINE_integer("batch_size", 8, "Batch (quickstart: 8).")

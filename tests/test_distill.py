@@ -115,7 +115,8 @@ def test_cache_and_in_step_targets_agree(setup):
     from keras_pose.train.distill import DistillLoader, Teacher, TeacherCache, list_images
     from keras_pose.train.distill_step import InStepTeacher
 
-    teacher = Teacher(str(setup / "teacher"))
+    assert Teacher(str(setup / "teacher")).scales == (1.0,)     # default: one scale
+    teacher = Teacher(str(setup / "teacher"), scales=(1.0, 1.5))
     assert teacher.scales == (1.0, 1.5) and teacher.flip
     images = list_images(setup / "data" / "train")[:4]
     cache = TeacherCache(setup / "cache_a", teacher, images)

@@ -59,8 +59,8 @@ flags.DEFINE_string("teacher", None, "Bottom-up model folder (a run or a convert
                     "whose maps train the student (docs/distillation.md).")
 flags.DEFINE_string("teacher_cache", None, "Folder for the teacher's maps, computed once before "
                     "training (CPU); without it the teacher runs inside each training step.")
-flags.DEFINE_list("teacher_scales", None, "Test scales of the teacher's maps (default: its "
-                  "eval_scales).")
+flags.DEFINE_list("teacher_scales", None, "Test scales of the teacher's maps (default: 1; "
+                  "docs/distillation.md).")
 flags.DEFINE_boolean("teacher_flip", None, "Flip fusion of the teacher's maps (default on).")
 flags.DEFINE_float("teacher_weight", None, "Loss weight of the pixels the teacher supervises.")
 flags.DEFINE_string("unlabeled_dir", None, "Unlabeled images mixed into a labeled --dataset.")

@@ -60,7 +60,7 @@ class TrainConfig(Config):
     # --- teacher-student training (docs/distillation.md)
     teacher: Optional[str] = None               # bottom-up model folder whose maps are targets
     teacher_cache: Optional[str] = None         # folder of the teacher's maps, computed once
-    teacher_scales: Optional[Tuple[float, ...]] = None  # default: the teacher run's eval_scales
+    teacher_scales: Optional[Tuple[float, ...]] = None  # default: (1.0,)
     teacher_flip: bool = True                   # flip fusion of the teacher's maps
     teacher_weight: float = 1.0                 # loss weight of teacher-supervised pixels
     unlabeled_dir: Optional[str] = None         # unlabeled images mixed into a labeled dataset

@@ -55,8 +55,7 @@ class Teacher:
         path: a model folder (``model.keras`` + ``config.json``: a training
             run's or ``export/convert_checkpoint.py``'s) or a ``.keras`` file
             with its ``config.json`` beside it.
-        scales: test scales of the teacher's maps (default: the run's
-            ``eval_scales``, else 1.0).
+        scales: test scales of the teacher's maps (default: 1.0 only).
         flip: fuse the mirrored image's maps (default: on).
 
     ``predictor`` is the ``PosePredictor`` that ``keras_pose.load`` builds, so
@@ -75,14 +74,10 @@ class Teacher:
                                         not os.path.isfile(os.path.join(path, "model.keras"))):
             raise ValueError(f"{path}: --teacher needs a Keras model (a run folder with "
                              "model.keras, or a converted checkpoint); an export runs at one size")
-        cfg_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path),
-                                "config.json")
-        run_cfg = {}
-        if os.path.isfile(cfg_path):
-            with open(cfg_path, encoding="utf-8") as f:
-                run_cfg = json.load(f)
         self.path = path
-        self.scales = tuple(float(s) for s in (scales or run_cfg.get("eval_scales") or (1.0,)))
+        # One scale by default: the fused multi-scale maps made worse targets
+        # (docs/distillation.md, "Measured").
+        self.scales = tuple(float(s) for s in (scales or (1.0,)))
         self.flip = True if flip is None else bool(flip)
         try:
             pred = load(path, scales=self.scales, flip=self.flip)
