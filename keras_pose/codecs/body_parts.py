@@ -8,8 +8,9 @@ the authors' (``grouping="paper"``) or keras_pose's (``"matched"``, the default,
 ``docs/grouping.md``).
 
 The same configured object is used by the tf.data pipeline, the Keras
-predictor, the evaluator and the TFLite runner. Pure NumPy/OpenCV: imports
-without TensorFlow.
+predictor, the evaluator and the TFLite runner. NumPy and OpenCV, with the
+decoder's hot loops compiled by numba where it is installed (``_kernels``):
+imports without TensorFlow.
 """
 from __future__ import annotations
 
