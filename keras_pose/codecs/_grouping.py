@@ -12,7 +12,9 @@ rounds, middle samples first; a pair whose failures already exceed what the
 ``connect_ratio`` test allows is rejected without reading the rest (exact: it
 could not pass). Where the image needs more samples than a full upsampling of
 the limb channels costs (noise, big crowds), they are upsampled once with cv2
-and indexed directly. The per-limb greedy one-to-one choice by key is
+and indexed directly. With numba installed the same test runs as one compiled
+loop over pairs and samples instead (``_kernels.score_pairs``, middle samples
+first, same early rejection). The per-limb greedy one-to-one choice by key is
 vectorised in rounds (``_greedy_matching``) and accepts exactly the rows the
 authors' sequential scan accepts.
 

@@ -8,16 +8,15 @@ per-call overhead and gathers; these kernels run the same arithmetic in single
 loops. Each kernel's docstring names the NumPy code it replaces; results agree
 with it up to float32 summation order (checked in ``tests/test_kernels.py``).
 
-**Limb test** (``score_pairs``, replaces ``_grouping._Segments``). ``_grouping.limb_pairs`` reads the bicubically upsampled limb map at the n
-rounded points of every candidate segment and counts the samples above thre2.
-In NumPy each read is a 16-tap gather plus bookkeeping arrays, about 100 ns a
-sample; crowds of 24 persons need ~10^5 samples and noise ~10^6. This module
-does the same arithmetic in one compiled loop (numba), pair by pair, and stops
-reading a pair as soon as its failures exceed what the ``connect_ratio`` test
-allows (exact: it could not pass). The values are those of ``CubicSampler``
-(same taps, same float32 weight table, summed in float32), the sample points
-those of ``np.linspace`` (a + s * step, end point exactly b, rounded half to
-even), so the result equals the NumPy path up to float32 summation order.
+**Limb test** (``score_pairs``, replaces ``_grouping._Segments``).
+``_grouping.limb_pairs`` reads the bicubically upsampled limb map at the n
+rounded points of every candidate segment and counts the samples above thre2;
+crowds of 24 persons need ~10^5 reads and noise ~10^6. The kernel does the same
+arithmetic pair by pair and stops reading a pair as soon as its failures exceed
+what the ``connect_ratio`` test allows (exact: it could not pass). The values are
+those of ``CubicSampler`` (same taps, same float32 weight table, summed in
+float32), the sample points those of ``np.linspace`` (a + s * step, end point
+exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and the patch
 step of ``_peaks.find_peaks``): the low-resolution seeds and, per seed, its
