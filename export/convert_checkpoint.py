@@ -39,6 +39,7 @@ def main(argv):
         checks.check_input_file(F.checkpoint, "--checkpoint")
         checks.check_positive(F.keep_stacks, "--keep_stacks")
         checks.check_output_dir(F.model_dir, "--model_dir")
+        checks.check_conversion_target(F.model_dir, "--model_dir")
     except ValueError as e:
         sys.exit(f"convert_checkpoint: {e}")
     from keras_pose.export import ibp_checkpoint as ibp

@@ -49,6 +49,17 @@ def check_output_dir(path, flag: str = "--output") -> None:
         raise ValueError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
 
 
+def check_conversion_target(path, flag: str = "--model_dir") -> None:
+    """A checkpoint conversion may replace only its own earlier output: ``path``
+    must not hold a ``model.keras`` without the ``conversion.json`` a conversion
+    writes beside it (a training run's model would be lost)."""
+    path = os.fspath(path)
+    if (os.path.isfile(os.path.join(path, "model.keras"))
+            and not os.path.isfile(os.path.join(path, "conversion.json"))):
+        raise ValueError(f"{flag} {path}: holds a model that no conversion wrote (a training "
+                         "run?); give a new folder so that it is kept")
+
+
 def check_output_file(path, flag: str = "--output") -> None:
     """``path`` can be written as a file (it is not a folder; its folder is not a file)."""
     path = os.fspath(path)

@@ -270,3 +270,22 @@ def test_script_lists_missing_keys(two_stacks, tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "missing keys: merge_preds.0.1.conv.bn.running_mean" in r.stderr
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_conversion_keeps_a_training_run(two_stacks, converted_dir, tmp_path):
+    """A folder holding a model that no conversion wrote is refused, nothing replaced;
+    an earlier conversion's folder may be written again."""
+    cfg, model, _, _ = two_stacks
+    run = tmp_path / "trained"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"a trained model")
+    with pytest.raises(ValueError, match="no conversion wrote"):
+        ibp.save_model_dir(model, cfg, run)
+    assert (run / "model.keras").read_bytes() == b"a trained model"
+    assert not (run / "config.json").exists()
+    r = _script("--checkpoint", str(converted_dir.parent / "two.pth"), "--model_dir", str(run))
+    assert r.returncode != 0 and "no conversion wrote" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _script("--checkpoint", str(converted_dir.parent / "two.pth"), "--model_dir",
+                str(converted_dir), "--input_size", "64")
+    assert r.returncode == 0, r.stderr[-2000:]

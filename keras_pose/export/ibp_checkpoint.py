@@ -346,15 +346,18 @@ def save_model_dir(model, cfg: IMHNConfig, model_dir, checkpoint=None,
 
     ``config.json`` is a training config (task bottom_up, the paper's codec, the
     preset with this architecture when one exists, else the paper preset)
-    so evaluation, export and ``--init_from`` read it like a run of ours.
+    so evaluation, export and ``--init_from`` read it like a run of ours. A folder
+    holding a model that no conversion wrote is refused (``checks.check_conversion_target``).
     """
     import os
 
+    from keras_pose.checks import check_conversion_target
     from keras_pose.codecs import BodyPartsCodec
     from keras_pose.descriptor import describe
     from keras_pose.io import atomic_write_json
     from keras_pose.train.config import TrainConfig
 
+    check_conversion_target(model_dir, "model_dir")
     os.makedirs(model_dir, exist_ok=True)
     preset = _matching_preset(cfg)
     codec = BodyPartsCodec(num_scales=cfg.num_scales)
