@@ -25,8 +25,9 @@ interleaved call by call on the same maps, at 512 x 512 and 256 x 256 inputs
 
     nice -n 10 python benchmarks/grouping.py --assemblies [--repeats 15] [--scenes 5]
 
-``--pair_caps`` times ``matched`` at ``max_limb_pairs`` 0 (no cap), 20 000 (the
-default) and 10 000 on noise and 24-person crowds (docs/grouping.md).
+``--pair_caps`` times ``matched`` at ``max_limb_pairs`` 0 (no cap), 30 000 (the
+default), 20 000 and 10 000 on noise and 24-person crowds, and scores it on noisy
+24-person crowds (docs/grouping.md).
 """
 import os
 
@@ -122,9 +123,14 @@ def compare_assemblies(args, poses):
 
 
 def compare_pair_caps(args, poses):
-    """Median decode ms of ``matched`` at several ``max_limb_pairs`` (0: no cap) on
-    noise and 24-person crowds, interleaved, at 512 and 256 inputs."""
-    caps = (0, 20_000, 10_000)
+    """``matched`` at several ``max_limb_pairs`` (0: no cap): median decode ms on noise
+    and 24-person crowds (interleaved, 512 and 256 inputs), and AP on 24-person crowds
+    whose perfect maps were blurred, scaled by 0.6-1 and given Gaussian noise of
+    sigma 0.01-0.03 (a network's look; the noisier, the more candidate pairs)."""
+    import cv2
+    import _crowd_scenes as cs
+
+    caps = (0, 30_000, 20_000, 10_000)
     codecs = {c: BodyPartsCodec(max_limb_pairs=c) for c in caps}
     rng = np.random.default_rng(0)
     out = {"threads": 1, "load_average_start": os.getloadavg()[0]}
@@ -147,6 +153,20 @@ def compare_pair_caps(args, poses):
                         times[cap].append(time.process_time() - c0)
             out[f"{size}x{size} {name}"] = {f"cap_{c}_cpu_ms": round(1e3 * float(np.median(t)), 2)
                                             for c, t in times.items()}
+    for sigma in (0.01, 0.02, 0.03):
+        rng = np.random.default_rng(7)
+        scenes, maps = [], []
+        for _ in range(12):
+            kp = jittered_scene(rng, poses, 24, size=(512, 512), height_range=(138, 302))
+            m = codecs[0].encode(kp, (512, 512))["heatmaps"]
+            m = cv2.GaussianBlur(m, (5, 5), 1.0) * rng.uniform(0.6, 1.0) + rng.normal(0, sigma, m.shape)
+            scenes.append(kp)
+            maps.append(m.astype(np.float32))
+        dataset = cs.coco_dataset(scenes, size=(512, 512))
+        out[f"noisy crowds sigma {sigma} AP"] = {
+            f"cap_{cap}": round(cs.keypoint_ap(dataset, [r for i, m in enumerate(maps, 1)
+                                                         for r in c.decode(m).to_coco(i)]), 4)
+            for cap, c in codecs.items()}
     out["load_average_end"] = os.getloadavg()[0]
     print(json.dumps(out, indent=1))
 
@@ -156,7 +176,8 @@ def main():
     ap.add_argument("--assemblies", action="store_true",
                     help="time grouping='paper' against grouping='matched' (no reference decoder)")
     ap.add_argument("--pair_caps", action="store_true",
-                    help="time matched at max_limb_pairs 0 / 20000 / 10000 on noise and 24 persons")
+                    help="matched at max_limb_pairs 0 / 30000 / 20000 / 10000: time on noise and 24 "
+                         "persons, AP on noisy 24-person crowds")
     ap.add_argument("--repeats", type=int, default=15, help="timed passes over the scenes (fast decoder)")
     ap.add_argument("--scenes", type=int, default=5, help="different scenes per person count")
     ap.add_argument("--ref_repeats", type=int, default=1, help="timed passes for the reference")

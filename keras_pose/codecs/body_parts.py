@@ -55,7 +55,7 @@ class BodyPartsCodecConfig(Config):
     # Cap on candidate pairs over all limbs: where more would be scored (noise-like
     # maps; a clean crowd of 24 has ~15 000), every type keeps only its strongest
     # k candidates, k the largest that fits (docs/grouping.md). 0: no cap.
-    max_limb_pairs: int = 20_000
+    max_limb_pairs: int = 30_000
     # Person assembly (docs/grouping.md): "matched" = keras_pose's (maximum-weight
     # limb matching where the greedy leaves joints unconnected, the tB quirk fixed,
     # split fragments merged: better in crowds, not lower on sparse sets); "paper" =
