@@ -164,3 +164,32 @@ def test_kernels_agree_with_numpy_on_random_maps_and_strides(monkeypatch):
             got[kernels] = codec.decode(maps)
         assert got[True].keypoints.shape == got[False].keypoints.shape
         np.testing.assert_allclose(got[True].keypoints, got[False].keypoints, atol=1e-4)
+
+
+def test_a_broken_numba_is_one_clear_error(monkeypatch):
+    import builtins
+    import os
+    import subprocess
+    import sys
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("numba built for another NumPy")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    _kernels._compiled.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="KERAS_POSE_NO_NUMBA=1"):
+            _kernels.score_pairs()
+    finally:
+        monkeypatch.setattr(builtins, "__import__", real_import)
+        _kernels._compiled.cache_clear()
+    # ... and the switch keeps the NumPy paths
+    code = ("from keras_pose.codecs import _kernels, _peaks, _grouping, _assembly; print("
+            "_kernels.AVAILABLE, _peaks.USE_KERNELS, _grouping.USE_KERNELS, _assembly.USE_KERNELS)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "KERAS_POSE_NO_NUMBA": "1"})
+    assert out.stdout.split() == ["False"] * 4, out.stderr[-500:]

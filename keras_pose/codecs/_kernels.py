@@ -26,8 +26,8 @@ bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement.
 matchings of ``_assembly.match_limbs``). Unlike the kernels above it has no
 NumPy twin: without numba the same code runs in Python.
 
-numba is optional: ``AVAILABLE`` is False without it and the decoder keeps its
-NumPy paths. Kernels are compiled on first use (about 5 s once) and cached on disk
+numba is optional: ``AVAILABLE`` is False without it (or with
+``KERAS_POSE_NO_NUMBA=1``) and the decoder keeps its NumPy paths. Kernels are compiled on first use (about 5 s once) and cached on disk
 by numba (next to this file, or in its user-wide cache where that is read-only).
 
 Imports without TensorFlow.
@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 
 import numpy as np
 
 # numba is imported (and the kernels compiled or loaded from its cache) on first use.
-AVAILABLE = importlib.util.find_spec("numba") is not None
+# KERAS_POSE_NO_NUMBA=1 keeps the NumPy paths even where numba is installed.
+AVAILABLE = (importlib.util.find_spec("numba") is not None
+             and os.environ.get("KERAS_POSE_NO_NUMBA", "") in ("", "0"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -349,7 +352,12 @@ _hungarian_impl = _hungarian
 @functools.lru_cache(maxsize=None)
 def _compiled(fn):
     global _hungarian_impl
-    import numba
+    try:
+        import numba
+    except Exception as e:  # installed but broken (e.g. built for another NumPy)
+        raise RuntimeError(f"numba is installed but does not import ({type(e).__name__}: {e}); "
+                           "reinstall it (pip install -e . picks a matching version) or set "
+                           "KERAS_POSE_NO_NUMBA=1 to decode without it") from None
     jit = numba.njit(cache=True, nogil=True)
     if fn is _match_components:
         _hungarian_impl = jit(_hungarian)
