@@ -28,7 +28,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks._harness import feed_random, load_litert, randomise_weights, time_rounds  # noqa: E402
 
 
-
 def _calibration(size, n):
     from keras_pose.export import tflite as export_lib
 
@@ -68,7 +67,7 @@ def convert_all(sizes, stacks, modes, out_dir, calibration_images, log):
                     "bytes": len(data), "convert_s": round(time.time() - t, 1)}
             path.with_suffix(".json").write_text(json.dumps(meta))
             log(json.dumps(meta))
-            del em, sub, data
+            del em, data
         del full
         keras.backend.clear_session()
 

@@ -27,8 +27,9 @@ matchings of ``_assembly.match_limbs``). Unlike the kernels above it has no
 NumPy twin: without numba the same code runs in Python.
 
 numba is optional: ``AVAILABLE`` is False without it (or with
-``KERAS_POSE_NO_NUMBA=1``) and the decoder keeps its NumPy paths. Kernels are compiled on first use (about 5 s once) and cached on disk
-by numba (next to this file, or in its user-wide cache where that is read-only).
+``KERAS_POSE_NO_NUMBA=1``) and the decoder keeps its NumPy paths. Kernels are
+compiled on first use (about 5 s once) and cached on disk by numba (next to this
+file, or in its user-wide cache where that is read-only).
 
 Imports without TensorFlow.
 """
