@@ -18,9 +18,10 @@ those of ``CubicSampler`` (same taps, same float32 weight table, summed in
 float32), the sample points those of ``np.linspace`` (a + s * step, end point
 exactly b, rounded half to even).
 
-**Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and the patch
-step of ``_peaks.find_peaks``): the low-resolution seeds and, per seed, its
-bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement.
+**Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
+``_peaks._patch_peaks``, same signatures and results): the low-resolution seeds
+and, per seed, its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5
+refinement.
 
 **Exact limb matching** (``match_components``: the per-component maximum-weight
 matchings of ``_assembly.match_limbs``). Unlike the kernels above it has no

@@ -285,9 +285,10 @@ def _best_per_type(types, key, counts, k) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _patch_peaks(maps, sr, sq, st, offsets, cells, u, stride, threshold, radius):
-    """The patch step of ``find_peaks`` in NumPy: (types, ys, xs, xy, scores) of the
-    refined peaks of the seeds' patches, duplicates removed; None if there are none."""
+def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius):
+    """The patch step of ``find_peaks`` in NumPy, with ``_kernels.patch_peaks``' signature
+    and result: (seed, ys, xs, off_x, off_y, score) of every refined 3x3 maximum of the
+    seeds' patches, in seed order (a pixel found from two seeds appears twice)."""
     h, w, _ = maps.shape
     height, width = h * stride, w * stride
     # --- patches around the seeds: U @ block @ U.T, one batched product
@@ -309,13 +310,8 @@ def _patch_peaks(maps, sr, sq, st, offsets, cells, u, stride, threshold, radius)
     centre = patch[:, lo:hi, lo:hi]
     is_max = (centre >= nmax) & (centre >= threshold)
     n, a, b = np.nonzero(is_max)
-    if n.size == 0:
-        return None
     a, b = a + lo, b + lo
-    types, ys, xs = st[n], py[n, a], px[n, b]
-    # --- the same pixel found from two seeds' patches: keep one
-    _, first = np.unique((types * height + ys) * width + xs, return_index=True)
-    n, a, b, types, ys, xs = n[first], a[first], b[first], types[first], ys[first], xs[first]
+    ys, xs = py[n, a], px[n, b]
     # --- refinement: score-weighted mean offset and window mean (§5.3, x/y correct)
     r = np.arange(-radius, radius + 1)
     win = patch[n[:, None, None], a[:, None, None] + r[None, :, None], b[:, None, None] + r[None, None, :]]
@@ -331,8 +327,7 @@ def _patch_peaks(maps, sr, sq, st, offsets, cells, u, stride, threshold, radius)
     off_y = np.clip(np.where(ok, (win.sum(axis=2, dtype=np.float64) @ r) / safe, 0.0), -radius, radius)
     peak = patch[n, a, b].astype(np.float64)
     scores = np.where(fits, win.mean(axis=(1, 2), dtype=np.float64), peak)
-    xy = np.stack([xs + off_x, ys + off_y], axis=1)
-    return types, ys, xs, xy, scores
+    return n, ys, xs, off_x, off_y, scores
 
 
 def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
@@ -376,21 +371,16 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
         sel = _best_per_type(st, rank_key, counts, keep_seeds)
         sr, sq, st = sr[sel], sq[sel], st[sel]
     offsets, cells, u = patch_operator(stride, radius)
-    if USE_KERNELS:
-        n, ys, xs, off_x, off_y, scores = _kernels.patch_peaks(
-            maps, sr, sq, st, u, cells, offsets, stride, np.float32(threshold), radius)
-        types = st[n]
-        # the same pixel found from two seeds' patches: keep one
-        _, first = np.unique((types * height + ys) * width + xs, return_index=True)
-        types, ys, xs, scores = types[first], ys[first], xs[first], scores[first]
-        xy = np.stack([xs + off_x[first], ys + off_y[first]], axis=1)
-    else:
-        got = _patch_peaks(maps, sr, sq, st, offsets, cells, u, stride, threshold, radius)
-        if got is None:
-            return empty
-        types, ys, xs, xy, scores = got
-    if types.size == 0:
+    patch_step = _kernels.patch_peaks if USE_KERNELS else _patch_peaks
+    n, ys, xs, off_x, off_y, scores = patch_step(maps, sr, sq, st, u, cells, offsets, stride,
+                                                 np.float32(threshold), radius)
+    if n.size == 0:
         return empty
+    types = st[n]
+    # --- the same pixel found from two seeds' patches: keep the first
+    _, first = np.unique((types * height + ys) * width + xs, return_index=True)
+    types, ys, xs, scores = types[first], ys[first], xs[first], scores[first]
+    xy = np.stack([xs + off_x[first], ys + off_y[first]], axis=1)
     # --- cap per type (highest scores), then the authors' id order
     counts = np.bincount(types, minlength=t)
     if counts.max() > max_candidates:
