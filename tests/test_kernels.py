@@ -183,7 +183,7 @@ def test_a_broken_numba_is_one_clear_error(monkeypatch):
     _kernels._compiled.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="KERAS_POSE_NO_NUMBA=1"):
-            _kernels.score_pairs()
+            _kernels.limb_test()
     finally:
         monkeypatch.setattr(builtins, "__import__", real_import)
         _kernels._compiled.cache_clear()

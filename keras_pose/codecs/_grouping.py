@@ -13,7 +13,7 @@ rounds, middle samples first; a pair whose failures already exceed what the
 could not pass). Where the image needs more samples than a full upsampling of
 the limb channels costs (noise, big crowds), they are upsampled once with cv2
 and indexed directly. With numba installed the same test runs as one compiled
-loop over pairs and samples instead (``_kernels.score_pairs``, middle samples
+loop over pairs and samples instead (``_kernels.limb_test``, middle samples
 first, same early rejection). The per-limb greedy one-to-one choice by key is
 vectorised in rounds (``_greedy_matching``) and accepts exactly the rows the
 authors' sequential scan accepts.
@@ -38,8 +38,9 @@ from keras_pose.codecs import _kernels
 # The compiled limb test (``_kernels``) where numba is installed, else NumPy.
 USE_KERNELS = _kernels.AVAILABLE
 # From this many candidate pairs the compiled limb test reads a channel-major copy
-# of the limb maps (``CubicSampler.planes``; 6 persons: ~800 pairs, 24: ~15 000).
-PLANES_MIN_PAIRS = 3000
+# of the limb maps (``CubicSampler.planes``; 6 persons: ~800 pairs, 24: ~15 000,
+# noise: 30 000); the copy pays only where nearly every pair is read in full.
+PLANES_MIN_PAIRS = 20_000
 # Above this many limb samples in an image, one cv2 upsampling of all limb
 # channels (a few ms at 512x512) is cheaper than 16 gathers per sample.
 DENSE_SAMPLES = 150_000
@@ -221,6 +222,23 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         0.25 score_a + 0.25 score_b; special (L,) bool: a candidate set was empty.
     """
     num_limbs = len(spec.limb_from)
+    thre2 = np.float32(cfg.limb_sample_threshold)
+    if USE_KERNELS:
+        counts = np.bincount(types, minlength=spec.num_internal)
+        fr, to = np.asarray(spec.limb_from), np.asarray(spec.limb_to)
+        special = (counts[fr] == 0) | (counts[to] == 0)
+        if int((counts[fr] * counts[to]).sum()) > PLANES_MIN_PAIRS:  # noise: channel-major limb maps
+            flat, oy, ox, cstride = sampler.planes(spec.limb_start, num_limbs)
+            chan = np.arange(num_limbs, dtype=np.uint64) * np.uint64(cstride)
+        else:
+            flat, oy, ox = sampler.flat, sampler.oy, sampler.ox
+            chan = np.arange(spec.limb_start, spec.limb_start + num_limbs, dtype=np.uint64)
+        limb, ia, ib, n, length, total = _kernels.limb_test(
+            xy, np.cumsum(counts) - counts, counts, fr, to, chan, flat, oy.astype(np.uint64),
+            ox.astype(np.uint64), sampler.w2, sampler.phase_y, sampler.phase_x,
+            float(cfg.min_limb_length), int(cfg.max_limb_samples), float(cfg.connect_ratio), thre2,
+            _kernels.sample_order(int(cfg.max_limb_samples)))
+        return _passing(limb, ia, ib, n, length, total, scores, image_height, special)
     limb, ia, ib, special, counts = _pairs(types, spec.num_internal, spec.limb_from, spec.limb_to)
     d = xy[ib] - xy[ia]
     length = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
@@ -232,18 +250,6 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
     n = np.minimum(np.rint(length + 1), cfg.max_limb_samples).astype(np.int64)
     # Smallest passing count c >= ratio*n, evaluated in float like the authors.
     allowed = n - np.ceil(cfg.connect_ratio * n).astype(np.int64)
-    thre2 = np.float32(cfg.limb_sample_threshold)
-    if USE_KERNELS:
-        if limb.size > PLANES_MIN_PAIRS:   # crowds, noise: channel-major copy of the limb maps
-            flat, oy, ox, cstride = sampler.planes(spec.limb_start, num_limbs)
-            channel = limb * cstride
-        else:
-            flat, oy, ox, channel = sampler.flat, sampler.oy, sampler.ox, limb + spec.limb_start
-        fails, total = _kernels.score_pairs(
-            flat, oy, ox, sampler.w2, sampler.stride, xy[ia, 0], xy[ia, 1], xy[ib, 0], xy[ib, 1],
-            n, channel, allowed, thre2, _kernels.sample_order(int(cfg.max_limb_samples)))
-        q = np.flatnonzero(fails <= allowed)
-        return _passing(q, limb, ia, ib, n, length, total, scores, image_height, special)
     segs = _Segments(sampler, xy, ia, ib, n, limb, spec.limb_start, num_limbs,
                      dense=int(n.sum()) > DENSE_SAMPLES)
     fails = np.zeros(limb.size, np.int64)
@@ -261,17 +267,18 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         alive = alive[fails[alive] <= allowed[alive]]
         if alive.size == 0:
             return empty[0], empty[0], empty[0], empty[1], empty[1], empty[1], special
-    return _passing(alive, limb, ia, ib, n, length, total, scores, image_height, special)
+    q = alive
+    return _passing(limb[q], ia[q], ib[q], n[q], length[q], total[q], scores, image_height, special)
 
 
-def _passing(q, limb, ia, ib, n, length, total, scores, image_height, special) -> tuple:
-    """Pairs q that passed the sample count -> ``limb_pairs``' outputs: the ones whose
+def _passing(limb, ia, ib, n, length, total, scores, image_height, special) -> tuple:
+    """Pairs that passed the sample count -> ``limb_pairs``' outputs: the ones whose
     length-penalised mean S is > 0, with their key (§5.4)."""
-    score = total[q] / n[q] + np.minimum(0.5 * image_height / length[q] - 1.0, 0.0)
+    score = total / n + np.minimum(0.5 * image_height / length - 1.0, 0.0)
     good = score > 0
-    q, score = q[good], score[good]
-    key = 0.5 * score + 0.25 * scores[ia[q]] + 0.25 * scores[ib[q]]
-    return limb[q], ia[q], ib[q], score, length[q], key, special
+    limb, ia, ib, length, score = limb[good], ia[good], ib[good], length[good], score[good]
+    key = 0.5 * score + 0.25 * scores[ia] + 0.25 * scores[ib]
+    return limb, ia, ib, score, length, key, special
 
 
 def match_per_limb(limb, ia, ib, key, num_limbs: int, num_candidates: int) -> np.ndarray:

@@ -8,15 +8,16 @@ per-call overhead and gathers; these kernels run the same arithmetic in single
 loops. Each kernel's docstring names the NumPy code it replaces; results agree
 with it up to float32 summation order (checked in ``tests/test_kernels.py``).
 
-**Limb test** (``score_pairs``, replaces ``_grouping._Segments``).
+**Limb test** (``limb_test``, replaces ``_grouping._pairs`` and ``_grouping._Segments``).
 ``_grouping.limb_pairs`` reads the bicubically upsampled limb map at the n
 rounded points of every candidate segment and counts the samples above thre2;
-crowds of 24 persons need ~10^5 reads and noise ~10^6. The kernel does the same
-arithmetic pair by pair and stops reading a pair as soon as its failures exceed
-what the ``connect_ratio`` test allows (exact: it could not pass). The values are
-those of ``CubicSampler`` (same taps, same float32 weight table, summed in
-float32), the sample points those of ``np.linspace`` (a + s * step, end point
-exactly b, rounded half to even).
+crowds of 24 persons need ~10^5 reads and noise ~10^6. The kernel forms the
+pairs itself (no per-pair arrays) and does the same arithmetic pair by pair,
+and stops reading a pair as soon as its failures exceed what the
+``connect_ratio`` test allows (exact: it could not pass). The values are those
+of ``CubicSampler`` (same taps, same float32 weight table, summed in float32 in
+another order), the sample points those of ``np.linspace`` (a + s * step, end
+point exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
 ``_peaks._patch_peaks``, same signatures and results): the low-resolution seeds
@@ -63,60 +64,105 @@ def sample_order(smax: int) -> np.ndarray:
     return table
 
 
-def _score_pairs(flat, oy, ox, w2, stride, x0, y0, x1, y1, n, channel, allowed, thre2, order):
-    """Limb test of Q pairs: (fails (Q,) int64, total (Q,) float64).
+def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, phase_y, phase_x,
+               min_length, max_samples, ratio, thre2, order):
+    """Limb test of every candidate pair of every limb (§5.4): the passing pairs.
 
     Args:
+        xy: (N, 2) float64 candidates, input pixels, grouped by type.
+        starts, counts: (J,) first candidate and count of each type.
+        limb_from, limb_to: (L,) the limbs' end types.
+        chan: (L,) uint64 flat offset of each limb's channel in ``flat`` (the
+            channel index in the (h, w, C) layout, or index * h * w for planes).
         flat: the float32 maps, raveled: (h, w, C) ``CubicSampler.flat``, or
             channel-major ``CubicSampler.planes``.
-        oy, ox: flat offsets of the 4 tap rows / columns of each input row (H, 4) /
-            column (W, 4), int32 (``CubicSampler.oy``/``ox`` or those of ``planes``).
-        w2: (s * s, 16) float32 2-D tap weights per pixel phase.
-        stride: s.
-        x0, y0, x1, y1: (Q,) float64 segment end points, input pixels.
-        n: (Q,) samples per pair; channel: (Q,) flat offset of its limb's channel
-            (the channel index, or index * h * w for planes).
-        allowed: (Q,) most failures a passing pair may have.
-        thre2: float32 sample threshold.
+        oy, ox: (H, 4) / (W, 4) uint64 flat offsets of the 4 tap rows / columns
+            of each input row / column.
+        w2: (s * s, 16) float32 2-D tap weights per pixel phase; phase_y, phase_x:
+            (H,) / (W,) uint64 row of w2 = phase_y[y] + phase_x[x].
+        min_length: pairs not longer than this are skipped (0: the authors' L == 0).
+        max_samples, ratio, thre2: ``max_limb_samples``, ``connect_ratio``, thre2.
         order: ``sample_order`` table.
 
-    A pair whose failures exceed ``allowed`` is left with fails = allowed + 1
-    and a partial total (it fails the test either way).
+    Pairs run limb by limb, i-major (the authors' order). A pair of length L has
+    n = min(rint(L + 1), max_samples) samples, at most n - ceil(ratio * n) of them
+    <= thre2; reading stops once the failures exceed that (it cannot pass).
+    Returns (limb, ia, ib, n, length, total) of the passing pairs, total = the
+    sum of their n sample values (float64).
+
+    Indices are unsigned: numba then skips its negative-index wrap-around, about
+    a third of the time of a sample read.
     """
-    q_count = x0.size
-    fails = np.zeros(q_count, np.int64)
-    total = np.zeros(q_count, np.float64)
-    for q in range(q_count):
-        nq = n[q]
-        div = max(nq - 1, 1)
-        dx = (x1[q] - x0[q]) / div
-        dy = (y1[q] - y0[q]) / div
-        ch = channel[q]
-        f = 0
-        t = 0.0
-        for j in range(nq):
-            s = order[nq, j]
-            if s == nq - 1 and nq > 1:
-                x, y = x1[q], y1[q]
-            else:
-                x = s * dx + x0[q]
-                y = s * dy + y0[q]
-            xi = int(np.rint(x))
-            yi = int(np.rint(y))
-            ph = (yi % stride) * stride + xi % stride
-            v = np.float32(0.0)
-            for a in range(4):
-                row = oy[yi, a] + ch
-                for b in range(4):
-                    v += flat[row + ox[xi, b]] * w2[ph, 4 * a + b]
-            if v <= thre2:
-                f += 1
-                if f > allowed[q]:
-                    break
-            t += v
-        fails[q] = f
-        total[q] = t
-    return fails, total
+    q_max = 0
+    for k in range(limb_from.size):
+        q_max += counts[limb_from[k]] * counts[limb_to[k]]
+    o_limb = np.empty(q_max, np.int64)
+    o_a = np.empty(q_max, np.int64)
+    o_b = np.empty(q_max, np.int64)
+    o_n = np.empty(q_max, np.int64)
+    o_len = np.empty(q_max, np.float64)
+    o_tot = np.empty(q_max, np.float64)
+    k_out = 0
+    for k in range(limb_from.size):
+        ch = chan[k]
+        fr, to = limb_from[k], limb_to[k]
+        for ia in range(starts[fr], starts[fr] + counts[fr]):
+            ax, ay = xy[ia, 0], xy[ia, 1]
+            for ib in range(starts[to], starts[to] + counts[to]):
+                bx, by = xy[ib, 0], xy[ib, 1]
+                ddx, ddy = bx - ax, by - ay
+                length = np.sqrt(ddx * ddx + ddy * ddy)
+                if not length > min_length:
+                    continue
+                nq = np.int64(min(np.rint(length + 1.0), max_samples))
+                allowed = nq - np.int64(np.ceil(ratio * nq))
+                div = max(nq - 1, 1)
+                dx = ddx / div
+                dy = ddy / div
+                f = 0
+                t = 0.0
+                for j in range(nq):
+                    s = order[nq, j]
+                    if s == nq - 1 and nq > 1:
+                        x, y = bx, by
+                    else:
+                        x = s * dx + ax
+                        y = s * dy + ay
+                    xi = np.uint64(np.rint(x))
+                    yi = np.uint64(np.rint(y))
+                    ph = phase_y[yi] + phase_x[xi]
+                    c0, c1, c2, c3 = ox[xi, 0], ox[xi, 1], ox[xi, 2], ox[xi, 3]
+                    r0, r1, r2, r3 = oy[yi, 0] + ch, oy[yi, 1] + ch, oy[yi, 2] + ch, oy[yi, 3] + ch
+                    # one accumulator per tap column, summed over the tap rows
+                    a0 = flat[r0 + c0] * w2[ph, 0]
+                    a1 = flat[r0 + c1] * w2[ph, 1]
+                    a2 = flat[r0 + c2] * w2[ph, 2]
+                    a3 = flat[r0 + c3] * w2[ph, 3]
+                    a0 += flat[r1 + c0] * w2[ph, 4]
+                    a1 += flat[r1 + c1] * w2[ph, 5]
+                    a2 += flat[r1 + c2] * w2[ph, 6]
+                    a3 += flat[r1 + c3] * w2[ph, 7]
+                    a0 += flat[r2 + c0] * w2[ph, 8]
+                    a1 += flat[r2 + c1] * w2[ph, 9]
+                    a2 += flat[r2 + c2] * w2[ph, 10]
+                    a3 += flat[r2 + c3] * w2[ph, 11]
+                    a0 += flat[r3 + c0] * w2[ph, 12]
+                    a1 += flat[r3 + c1] * w2[ph, 13]
+                    a2 += flat[r3 + c2] * w2[ph, 14]
+                    a3 += flat[r3 + c3] * w2[ph, 15]
+                    v = (a0 + a1) + (a2 + a3)
+                    if v <= thre2:
+                        f += 1
+                        if f > allowed:
+                            break
+                    t += v
+                if f > allowed:
+                    continue
+                o_limb[k_out], o_a[k_out], o_b[k_out] = k, ia, ib
+                o_n[k_out], o_len[k_out], o_tot[k_out] = nq, length, t
+                k_out += 1
+    return (o_limb[:k_out], o_a[:k_out], o_b[:k_out], o_n[:k_out], o_len[:k_out],
+            o_tot[:k_out])
 
 
 def _seeds(maps, low, near_top):
@@ -170,6 +216,9 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
     float64), maxima in seed order then row-major within a patch (duplicates
     from overlapping patches included). score = window mean where the
     (2r+1)^2 window fits inside the input, else the peak value.
+
+    Each row of U holds the 4 bicubic taps in consecutive columns; the products
+    skip its zeros (the same sums: adding an exact zero changes nothing).
     """
     h, w, _ = maps.shape
     height, width = h * stride, w * stride
@@ -183,52 +232,62 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
     o_dx = np.empty(cap, np.float64)
     o_dy = np.empty(cap, np.float64)
     o_s = np.empty(cap, np.float64)
-    ut = np.ascontiguousarray(u.T)
+    first = np.empty(p, np.uint64)           # column of each row's first tap
+    for y in range(p):
+        j = 0
+        while u[y, j] == 0.0 and j < b - 4:
+            j += 1
+        first[y] = j
     block = np.empty((b, b), np.float32)
     tmp = np.empty((p, b), np.float32)
     patch = np.empty((p, p), np.float32)
     ninf = np.float32(-np.inf)
+    up = np.uint64(p)
     k = 0
     for i in range(n):
-        c = st[i]
+        c = np.uint64(st[i])
         for y in range(b):
-            yy = min(max(sr[i] + cells[y], 0), h - 1)
+            yy = np.uint64(min(max(sr[i] + cells[y], 0), h - 1))
             for x in range(b):
-                block[y, x] = maps[yy, min(max(sq[i] + cells[x], 0), w - 1), c]
-        # tmp = U @ block, then patch = tmp @ U.T; the innermost loops run along
-        # rows (vectorisable), each entry still summed over j in order.
-        tmp[:, :] = 0.0
-        for y in range(p):
-            for j in range(b):
-                uyj = u[y, j]
-                for x in range(b):
-                    tmp[y, x] += uyj * block[j, x]
-        patch[:, :] = 0.0
-        for y in range(p):
-            for j in range(b):
-                tyj = tmp[y, j]
+                block[y, x] = maps[yy, np.uint64(min(max(sq[i] + cells[x], 0), w - 1)), c]
+        # tmp = U @ block, then patch = tmp @ U.T, each entry summed over the taps in order
+        for y in range(up):
+            j0 = first[y]
+            for x in range(b):
+                acc = np.float32(0.0)
+                for t in range(4):
+                    acc += u[y, j0 + t] * block[j0 + t, x]
+                tmp[y, x] = acc
+        for y in range(up):
+            for x in range(up):
+                j0 = first[x]
+                acc = np.float32(0.0)
+                for t in range(4):
+                    acc += tmp[y, j0 + t] * u[x, j0 + t]
+                patch[y, x] = acc
+        y_org = sr[i] * stride + offsets[0]
+        x_org = sq[i] * stride + offsets[0]
+        if y_org < 0 or x_org < 0 or y_org + p > height or x_org + p > width:
+            for y in range(p):
+                py = y_org + y
                 for x in range(p):
-                    patch[y, x] += tyj * ut[j, x]
-        for y in range(p):
-            py = sr[i] * stride + offsets[y]
-            for x in range(p):
-                px = sq[i] * stride + offsets[x]
-                if py < 0 or py >= height or px < 0 or px >= width:
-                    patch[y, x] = ninf
+                    px = x_org + x
+                    if py < 0 or py >= height or px < 0 or px >= width:
+                        patch[y, x] = ninf
         for a in range(lo, hi):
+            ua = np.uint64(a)
             for bb in range(lo, hi):
-                v = patch[a, bb]
+                ub = np.uint64(bb)
+                v = patch[ua, ub]
                 if not v >= threshold:
                     continue
-                ok = True
-                for dy in range(-1, 2):
-                    for dx in range(-1, 2):
-                        if patch[a + dy, bb + dx] > v:
-                            ok = False
-                if not ok:
+                if (patch[ua - 1, ub - 1] > v or patch[ua - 1, ub] > v or patch[ua - 1, ub + 1] > v
+                        or patch[ua, ub - 1] > v or patch[ua, ub + 1] > v
+                        or patch[ua + 1, ub - 1] > v or patch[ua + 1, ub] > v
+                        or patch[ua + 1, ub + 1] > v):
                     continue
-                ys = sr[i] * stride + offsets[a]
-                xs = sq[i] * stride + offsets[bb]
+                ys = y_org + a
+                xs = x_org + bb
                 fits = xs >= radius and xs + radius < width and ys >= radius and ys + radius < height
                 off_x = 0.0
                 off_y = 0.0
@@ -239,7 +298,7 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
                     my = 0.0
                     for dy in range(-radius, radius + 1):
                         for dx in range(-radius, radius + 1):
-                            val = np.float64(patch[a + dy, bb + dx])
+                            val = np.float64(patch[np.uint64(a + dy), np.uint64(bb + dx)])
                             wsum += val
                             mx += val * dx
                             my += val * dy
@@ -366,9 +425,9 @@ def _compiled(fn):
     return jit(fn)
 
 
-def score_pairs(*args):
-    """Compiled ``_score_pairs``."""
-    return _compiled(_score_pairs)(*args)
+def limb_test(*args):
+    """Compiled ``_limb_test``."""
+    return _compiled(_limb_test)(*args)
 
 
 def seeds(*args):

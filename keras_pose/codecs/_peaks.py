@@ -154,6 +154,9 @@ class CubicSampler:
         # The weights depend only on the pixel's phase (X mod s): one (s*s, 16)
         # table of 2-D weights wy (x) wx instead of two per-sample products.
         self.w2 = (wy[:stride, None, :, None] * wx[None, :stride, None, :]).reshape(stride * stride, 16)
+        # Row of w2 of input pixel (x, y): phase_y[y] + phase_x[x] (uint64, for the kernels).
+        self.phase_y = (np.arange(self.height, dtype=np.uint64) % stride) * np.uint64(stride)
+        self.phase_x = np.arange(self.width, dtype=np.uint64) % stride
 
     def sample(self, channel, x, y) -> np.ndarray:
         """(N,) channels, (N,) integer x, y in [0, W) x [0, H) -> (N,) float32 values."""
