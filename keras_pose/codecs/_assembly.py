@@ -71,7 +71,7 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     ka = limb * num_candidates + ia
     kb = limb * num_candidates + ib + num_limbs * num_candidates
     if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
-        o = np.argsort(-w, kind="stable")
+        o = _grouping.order_desc(w)
         return o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]
     if rel > 0 or floor > -np.inf:
         # A pair takes part in the exact matching only if it is within ``rel`` of
@@ -90,7 +90,7 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
             used_a[ka[rows]] = True
             used_b[kb[rows]] = True
             rest = np.flatnonzero(~strong & ~used_a[ka] & ~used_b[kb])
-            o = rest[np.argsort(-w[rest], kind="stable")]
+            o = rest[_grouping.order_desc(w[rest])]
             more = o[_grouping._greedy_matching(ka[o], kb[o], nk)]
             return np.concatenate([rows, more])
     comp = _components(ka, kb)
@@ -105,7 +105,7 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     # (two persons' limbs crossing, "parallel" vs "crossed" pairs, totals within
     # 0.002-0.012 on clean maps) the greedy's strongest-first choice was right
     # more often (measured on the synthetic val set, docs/grouping.md).
-    o = np.argsort(-w, kind="stable")
+    o = _grouping.order_desc(w)
     greedy = np.zeros(w.size)
     greedy[o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]] = 1.0
     score = CARDINALITY_BONUS + GREEDY_BONUS * greedy + w
@@ -116,7 +116,7 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
                                                    sizes[sizes > exact_max].tolist())]
     if big:
         grp = np.concatenate(big)
-        o = grp[np.argsort(-w[grp], kind="stable")]
+        o = grp[_grouping.order_desc(w[grp])]
         out.append(o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)])
     return np.concatenate(out)
 

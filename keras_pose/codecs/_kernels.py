@@ -16,13 +16,17 @@ pairs itself (no per-pair arrays) and does the same arithmetic pair by pair,
 and stops reading a pair as soon as its failures exceed what the
 ``connect_ratio`` test allows (exact: it could not pass). The values are those
 of ``CubicSampler`` (same taps, same float32 weight table, summed in float32 in
-another order), the sample points those of ``np.linspace`` (a + s * step, end
-point exactly b, rounded half to even).
+another order; with many pairs, from maps upsampled along x by cv2 first, equal
+up to float32 rounding), the sample points those of ``np.linspace`` (a + s *
+step, end point exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
 ``_peaks._patch_peaks``, same signatures and results): the low-resolution seeds
 and, per seed, its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5
 refinement.
+
+**Greedy choice** (``greedy``, replaces ``_grouping._greedy_matching``' rounds):
+the authors' sequential scan, one loop.
 
 **Exact limb matching** (``match_components``: the per-component maximum-weight
 matchings of ``_assembly.match_limbs``). Unlike the kernels above it has no
@@ -65,7 +69,7 @@ def sample_order(smax: int) -> np.ndarray:
 
 
 def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, phase_y, phase_x,
-               min_length, max_samples, ratio, thre2, order):
+               wy, min_length, max_samples, ratio, thre2, order):
     """Limb test of every candidate pair of every limb (§5.4): the passing pairs.
 
     Args:
@@ -73,13 +77,16 @@ def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, p
         starts, counts: (J,) first candidate and count of each type.
         limb_from, limb_to: (L,) the limbs' end types.
         chan: (L,) uint64 flat offset of each limb's channel in ``flat`` (the
-            channel index in the (h, w, C) layout, or index * h * w for planes).
+            channel index in the (h, w, C) layout, or index * h * W for rows).
         flat: the float32 maps, raveled: (h, w, C) ``CubicSampler.flat``, or
-            channel-major ``CubicSampler.planes``.
+            ``CubicSampler.rows``.
         oy, ox: (H, 4) / (W, 4) uint64 flat offsets of the 4 tap rows / columns
             of each input row / column.
         w2: (s * s, 16) float32 2-D tap weights per pixel phase; phase_y, phase_x:
             (H,) / (W,) uint64 row of w2 = phase_y[y] + phase_x[x].
+        wy: None, or (H, 4) float32 tap weights along y: then ``flat`` is
+            ``CubicSampler.rows`` (upsampled along x already), ``oy`` its row
+            offsets, and a sample is the 4-tap sum over y (``ox``, ``w2`` unused).
         min_length: pairs not longer than this are skipped (0: the authors' L == 0).
         max_samples, ratio, thre2: ``max_limb_samples``, ``connect_ratio``, thre2.
         order: ``sample_order`` table.
@@ -130,6 +137,17 @@ def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, p
                         y = s * dy + ay
                     xi = np.uint64(np.rint(x))
                     yi = np.uint64(np.rint(y))
+                    if wy is not None:
+                        v = flat[oy[yi, 0] + ch + xi] * wy[yi, 0]
+                        v += flat[oy[yi, 1] + ch + xi] * wy[yi, 1]
+                        v += flat[oy[yi, 2] + ch + xi] * wy[yi, 2]
+                        v += flat[oy[yi, 3] + ch + xi] * wy[yi, 3]
+                        if v <= thre2:
+                            f += 1
+                            if f > allowed:
+                                break
+                        t += v
+                        continue
                     ph = phase_y[yi] + phase_x[xi]
                     c0, c1, c2, c3 = ox[xi, 0], ox[xi, 1], ox[xi, 2], ox[xi, 3]
                     r0, r1, r2, r3 = oy[yi, 0] + ch, oy[yi, 1] + ch, oy[yi, 2] + ch, oy[yi, 3] + ch
@@ -166,45 +184,52 @@ def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, p
 
 
 def _seeds(maps, low, near_top):
-    """``_peaks._seeds``' sparse case in one pass: (rows, cols, types, primary, done)
-    of the seeds, in flat (row, col, type) order. A seed is >= low and >= its in-map
-    8 neighbours (primary), or a 1-D maximum along its row or column within
-    near_top of their maximum. done is False (and nothing returned) where more
-    than 1/8 of the cells are >= low: there ``_peaks._seeds``' dilations are cheaper."""
+    """``_peaks._seeds`` in one pass: (rows, cols, types, primary, values) of the
+    seeds, in flat (row, col, type) order. A seed is >= low and >= its in-map 8
+    neighbours (primary), or a 1-D maximum along its row or column within
+    near_top of their maximum. The maps are first copied into a -inf-padded
+    contiguous block, so that every neighbour is a fixed offset (no border tests)."""
     h, w, t = maps.shape
+    pad = np.empty((h + 2, w + 2, t), np.float32)
+    pad[0, :, :] = -np.inf
+    pad[h + 1, :, :] = -np.inf
+    pad[:, 0, :] = -np.inf
+    pad[:, w + 1, :] = -np.inf
+    for r in range(h):
+        for q in range(w):
+            for c in range(t):
+                pad[r + 1, q + 1, c] = maps[r, q, c]
     size = h * w * t
     sr = np.empty(size, np.int64)
     sq = np.empty(size, np.int64)
     st = np.empty(size, np.int64)
     primary = np.empty(size, np.bool_)
-    ninf = np.float32(-np.inf)
+    val = np.empty(size, np.float32)
+    one = np.uint64(1)
     k = 0
-    above = 0
-    for r in range(h):
-        for q in range(w):
-            for c in range(t):
-                v = maps[r, q, c]
+    for r0 in range(h):
+        r = np.uint64(r0) + one
+        for q0 in range(w):
+            q = np.uint64(q0) + one
+            for c0 in range(t):
+                c = np.uint64(c0)
+                v = pad[r, q, c]
                 if not v >= low:
                     continue
-                above += 1
-                if above * 8 > size:   # dense (noise): the caller's dilations are cheaper
-                    return sr[:0], sq[:0], st[:0], primary[:0], False
-                left = maps[r, q - 1, c] if q > 0 else ninf
-                right = maps[r, q + 1, c] if q < w - 1 else ninf
-                up = maps[r - 1, q, c] if r > 0 else ninf
-                down = maps[r + 1, q, c] if r < h - 1 else ninf
-                top = max(max(left, right), max(up, down))
-                for dy in (-1, 1):
-                    if 0 <= r + dy < h:
-                        for dx in (-1, 1):
-                            if 0 <= q + dx < w:
-                                top = max(top, maps[r + dy, q + dx, c])
+                left = pad[r, q - one, c]
+                right = pad[r, q + one, c]
+                up = pad[r - one, q, c]
+                down = pad[r + one, q, c]
+                top = max(max(max(left, right), max(up, down)),
+                          max(max(pad[r - one, q - one, c], pad[r - one, q + one, c]),
+                              max(pad[r + one, q - one, c], pad[r + one, q + one, c])))
                 is_primary = v >= top
-                if is_primary or (((v >= left and v >= right) or (v >= up and v >= down))
-                                  and v >= near_top * top):
-                    sr[k], sq[k], st[k], primary[k] = r, q, c, is_primary
-                    k += 1
-    return sr[:k], sq[:k], st[:k], primary[:k], True
+                # branch-free: written always, kept (k advanced) only for a seed
+                keep = is_primary | ((((v >= left) & (v >= right)) | ((v >= up) & (v >= down)))
+                                     & (v >= near_top * top))
+                sr[k], sq[k], st[k], primary[k], val[k] = r0, q0, c0, is_primary, v
+                k += np.int64(keep)
+    return sr[:k], sq[:k], st[:k], primary[:k], val[:k]
 
 
 def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius):
@@ -310,6 +335,25 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
                 o_dx[k], o_dy[k], o_s[k] = off_x, off_y, score
                 k += 1
     return o_seed[:k], o_y[:k], o_x[:k], o_dx[:k], o_dy[:k], o_s[:k]
+
+
+def _greedy(key_a, key_b, num_keys):
+    """Rows accepted by the sequential greedy one-to-one choice (§5.4): scanning the
+    rows in order, row q is taken iff neither key_a[q] nor key_b[q] was taken
+    before. Returns the accepted row indices, ascending (``_grouping._greedy_matching``
+    computes the same in vectorised rounds)."""
+    taken_a = np.zeros(num_keys, np.bool_)
+    taken_b = np.zeros(num_keys, np.bool_)
+    out = np.empty(key_a.size, np.int64)
+    k = 0
+    for q in range(key_a.size):
+        a, b = key_a[q], key_b[q]
+        if not taken_a[a] and not taken_b[b]:
+            taken_a[a] = True
+            taken_b[b] = True
+            out[k] = q
+            k += 1
+    return out[:k]
 
 
 def _hungarian(cost, n, m, col):
@@ -433,6 +477,11 @@ def limb_test(*args):
 def seeds(*args):
     """Compiled ``_seeds``."""
     return _compiled(_seeds)(*args)
+
+
+def greedy(*args):
+    """Compiled ``_greedy``."""
+    return _compiled(_greedy)(*args)
 
 
 def patch_peaks(*args):
