@@ -187,44 +187,51 @@ def _seeds(maps, low, near_top):
     """``_peaks._seeds`` in one pass: (rows, cols, types, primary, values) of the
     seeds, in flat (row, col, type) order. A seed is >= low and >= its in-map 8
     neighbours (primary), or a 1-D maximum along its row or column within
-    near_top of their maximum. The maps are first copied into a -inf-padded
-    contiguous block, so that every neighbour is a fixed offset (no border tests)."""
+    near_top of their maximum (out-of-map neighbours never win). A first pass
+    counts the cells >= low (room for every seed); the test itself is branch-free."""
     h, w, t = maps.shape
-    pad = np.empty((h + 2, w + 2, t), np.float32)
-    pad[0, :, :] = -np.inf
-    pad[h + 1, :, :] = -np.inf
-    pad[:, 0, :] = -np.inf
-    pad[:, w + 1, :] = -np.inf
+    cap = 0
     for r in range(h):
         for q in range(w):
             for c in range(t):
-                pad[r + 1, q + 1, c] = maps[r, q, c]
-    size = h * w * t
-    sr = np.empty(size, np.int64)
-    sq = np.empty(size, np.int64)
-    st = np.empty(size, np.int64)
-    primary = np.empty(size, np.bool_)
-    val = np.empty(size, np.float32)
+                cap += maps[r, q, c] >= low
+    sr = np.empty(cap, np.int64)
+    sq = np.empty(cap, np.int64)
+    st = np.empty(cap, np.int64)
+    primary = np.empty(cap, np.bool_)
+    val = np.empty(cap, np.float32)
+    ninf = np.float32(-np.inf)
     one = np.uint64(1)
     k = 0
     for r0 in range(h):
-        r = np.uint64(r0) + one
+        r = np.uint64(r0)
         for q0 in range(w):
-            q = np.uint64(q0) + one
+            q = np.uint64(q0)
+            inner = 0 < r0 < h - 1 and 0 < q0 < w - 1
             for c0 in range(t):
                 c = np.uint64(c0)
-                v = pad[r, q, c]
+                v = maps[r, q, c]
                 if not v >= low:
                     continue
-                left = pad[r, q - one, c]
-                right = pad[r, q + one, c]
-                up = pad[r - one, q, c]
-                down = pad[r + one, q, c]
-                top = max(max(max(left, right), max(up, down)),
-                          max(max(pad[r - one, q - one, c], pad[r - one, q + one, c]),
-                              max(pad[r + one, q - one, c], pad[r + one, q + one, c])))
+                if inner:
+                    left, right = maps[r, q - one, c], maps[r, q + one, c]
+                    up, down = maps[r - one, q, c], maps[r + one, q, c]
+                    diag = max(max(maps[r - one, q - one, c], maps[r - one, q + one, c]),
+                               max(maps[r + one, q - one, c], maps[r + one, q + one, c]))
+                else:   # border cell
+                    left = maps[r, q - one, c] if q0 > 0 else ninf
+                    right = maps[r, q + one, c] if q0 < w - 1 else ninf
+                    up = maps[r - one, q, c] if r0 > 0 else ninf
+                    down = maps[r + one, q, c] if r0 < h - 1 else ninf
+                    diag = ninf
+                    for dy in (-1, 1):
+                        if 0 <= r0 + dy < h:
+                            for dx in (-1, 1):
+                                if 0 <= q0 + dx < w:
+                                    diag = max(diag, maps[r0 + dy, q0 + dx, c0])
+                top = max(max(max(left, right), max(up, down)), diag)
                 is_primary = v >= top
-                # branch-free: written always, kept (k advanced) only for a seed
+                # written always, kept (k advanced) only for a seed
                 keep = is_primary | ((((v >= left) & (v >= right)) | ((v >= up) & (v >= down)))
                                      & (v >= near_top * top))
                 sr[k], sq[k], st[k], primary[k], val[k] = r0, q0, c0, is_primary, v
