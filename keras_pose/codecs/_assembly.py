@@ -155,46 +155,48 @@ def assemble_matched(sampler, types, xy, scores, spec, cfg, image_height) -> lis
     table = np.stack([ia[rows], ib[rows], score[rows], length[rows]], axis=1)
     bounds = np.searchsorted(limb[rows], np.arange(num_limbs + 1)).tolist()
     conns = [table[bounds[k]:bounds[k + 1]] for k in range(num_limbs)]
-    persons = _grouping.assemble(conns, special, scores, spec, cfg, fix_tb=True, raw=True)
-    _merge_fragments(persons, ia[rows], ib[rows], score[rows], len(types))
-    return _grouping.final_filter(persons, cfg)
+    state = _grouping.assemble(conns, special, scores, spec, cfg, fix_tb=True, raw=True)
+    _merge_fragments(state, ia[rows], ib[rows], score[rows], len(types))
+    return _grouping.final_filter(state, cfg)
 
 
-def _merge_fragments(persons, ia, ib, s, n) -> None:
+def _merge_fragments(state, ia, ib, s, n) -> None:
     """Join persons with no keypoint type in common that accepted limbs link,
-    strongest summed link first (in place: the absorbed person gets parts = 0)."""
-    owner = [None] * n
-    for p in persons:
-        for i in p.ids:
-            if i >= 0:
-                owner[i] = p
+    strongest summed link first (in place on the assembly's arrays, see
+    ``_grouping.assemble``: the absorbed person gets parts = 0)."""
+    ids, attach, total, parts, longest = state
+    filled = ids >= 0
+    owner = np.full(n, -1, np.int64)
+    p_idx, t_idx = np.nonzero(filled & (parts > 0)[:, None])
+    owner[ids[p_idx, t_idx]] = p_idx
+    owner = owner.tolist()
+    mask = [sum(1 << t for t in np.flatnonzero(row).tolist()) for row in filled]  # filled types
     links = {}
     for a, b, w in zip(ia.tolist(), ib.tolist(), s.tolist()):
         pa, pb = owner[a], owner[b]
-        if pa is None or pb is None or pa is pb or pa.mask & pb.mask:
+        if pa < 0 or pb < 0 or pa == pb or mask[pa] & mask[pb]:
             continue
-        key = (pa.seq, pb.seq) if pa.seq < pb.seq else (pb.seq, pa.seq)
-        ent = links.setdefault(key, [0.0, 0.0, pa, pb])
+        ent = links.setdefault((min(pa, pb), max(pa, pb)), [0.0, 0.0])
         ent[0] += w
         ent[1] = max(ent[1], w)
     alias = {}
 
     def live(p):
-        while p.seq in alias:
-            p = alias[p.seq]
+        while p in alias:
+            p = alias[p]
         return p
 
-    for total, best, pa, pb in sorted(links.values(), key=lambda e: -e[0]):
+    for (pa, pb), (_, best) in sorted(links.items(), key=lambda e: -e[1][0]):
         pa, pb = live(pa), live(pb)
-        if pa is pb or pa.mask & pb.mask:
+        if pa == pb or mask[pa] & mask[pb]:
             continue
-        j1, j2 = (pa, pb) if pa.seq < pb.seq else (pb, pa)
-        for t, i in enumerate(j2.ids):
-            if i >= 0:
-                j1.ids[t], j1.attach[t] = i, j2.attach[t]
-        j1.mask |= j2.mask
-        j1.parts += j2.parts
-        j1.total += j2.total + best
-        j1.longest = max(j1.longest, j2.longest)
-        j2.parts = 0
-        alias[j2.seq] = j1
+        j1, j2 = min(pa, pb), max(pa, pb)
+        ids[j1, filled[j2]] = ids[j2, filled[j2]]
+        attach[j1, filled[j2]] = attach[j2, filled[j2]]
+        filled[j1] |= filled[j2]
+        mask[j1] |= mask[j2]
+        parts[j1] += parts[j2]
+        total[j1] += total[j2] + best
+        longest[j1] = max(longest[j1], longest[j2])
+        parts[j2] = 0
+        alias[j2] = j1

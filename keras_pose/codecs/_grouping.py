@@ -18,12 +18,12 @@ first, same early rejection). The per-limb greedy one-to-one choice by key is
 vectorised in rounds (``_greedy_matching``) and accepts exactly the rows the
 authors' sequential scan accepts.
 
-``assemble`` is the authors' sequential greedy grouping, kept literal, but each
-person is a small Python object and an owner table (candidate id -> person)
-replaces the scan over all persons: a candidate occupies at most one person's
-slot of its type, so "persons whose tA slot is idA or tB slot is idB" is at
-most two look-ups. Persons keep their creation order, which is the order in
-which the authors' loop would find them.
+``assemble`` is the authors' sequential greedy grouping, kept literal
+(``_kernels._assemble``), but an owner table (candidate id -> person) replaces
+the scan over all persons: a candidate occupies at most one person's slot of its
+type, so "persons whose tA slot is idA or tB slot is idB" is at most two
+look-ups. Persons keep their creation order, which is the order in which the
+authors' loop would find them.
 
 Imports without TensorFlow.
 """
@@ -331,125 +331,36 @@ def score_limbs(sampler, types, xy, scores, spec, cfg, image_height: float) -> t
     return conns, special
 
 
-class _Person:
-    __slots__ = ("ids", "attach", "mask", "total", "parts", "longest", "seq")
-
-    def __init__(self, num_types, seq):
-        self.ids = [-1] * num_types
-        self.attach = [-1.0] * num_types
-        self.mask = 0          # bit t set: slot t filled (disjointness test)
-        self.total = 0.0
-        self.parts = 0
-        self.longest = 0.0
-        self.seq = seq         # creation order = the authors' subset order
-
-
 def assemble(conns, special, scores, spec, cfg, fix_tb: bool = False, raw: bool = False) -> list:
-    """Greedy assembly over limbs in order (§5.5), with the authors' quirks.
+    """Greedy assembly over limbs in order (§5.5), with the authors' quirks
+    (``_kernels.assemble``, compiled where numba is installed).
 
     ``fix_tb`` (keras_pose's "global" grouping) removes the first quirk: a person
     matched through its tB slot also takes idA when its tA slot is empty.
-    ``raw`` returns the live ``_Person`` objects before the final filter.
+    ``raw`` returns the assembly's arrays (ids, attach, total, parts, longest)
+    before the final filter.
 
     Returns a list of (ids (J,) int list with -1 for empty, total score) per kept
     person, in creation order. Quirks kept: a match found only through the tB
     slot never adds idA; the found == 2 conflict branch does nothing
     (``remove_recon`` = 0); a 3rd matching person cannot occur (see module doc).
     """
-    num_types = spec.num_internal
-    limb_from, limb_to = spec.limb_from, spec.limb_to   # properties: read once, not per row
-    len_rate, tole = cfg.length_rate, cfg.connection_tolerance
-    cand = scores.tolist()
-    owner = {}  # candidate id -> the person holding it
-    persons = []
-    created = 0
-    for k, rows in enumerate(conns):
-        if special[k] or len(rows) == 0:
-            continue
-        ta, tb = limb_from[k], limb_to[k]
-        for ida, idb, s, length in rows.tolist():
-            ida, idb = int(ida), int(idb)
-            pa, pb = owner.get(ida), owner.get(idb)
-            # Only the person owning idA in its tA slot (or idB in tB) matches.
-            if pa is not None and pa.ids[ta] != ida:
-                pa = None
-            if pb is not None and pb.ids[tb] != idb:
-                pb = None
-            if pa is None and pb is None:
-                p = _Person(num_types, created)
-                created += 1
-                p.ids[ta], p.attach[ta] = ida, s
-                p.ids[tb], p.attach[tb] = idb, s
-                p.mask = (1 << ta) | (1 << tb)
-                p.parts, p.longest = 2, length
-                p.total = cand[ida] + cand[idb] + s
-                persons.append(p)
-                owner[ida] = owner[idb] = p
-                continue
-            if pa is None or pb is None or pa is pb:
-                j = pa or pb
-                if fix_tb and pa is None and j.ids[ta] == -1 and len_rate * j.longest > length:
-                    j.ids[ta], j.attach[ta] = ida, s
-                    j.mask |= 1 << ta
-                    j.parts += 1
-                    j.total += cand[ida] + s
-                    j.longest = max(j.longest, length)
-                    owner[ida] = j
-                    continue
-                old = j.ids[tb]
-                if old == -1 and len_rate * j.longest > length:
-                    j.ids[tb], j.attach[tb] = idb, s
-                    j.mask |= 1 << tb
-                    j.parts += 1
-                    j.total += cand[idb] + s
-                    j.longest = max(j.longest, length)
-                    owner[idb] = j
-                elif old != idb:
-                    # An empty slot lands here only when the length check failed
-                    # above (its attach score -1 < s), so it is skipped here too.
-                    if j.attach[tb] >= s or len_rate * j.longest <= length:
-                        continue
-                    j.total -= cand[old] + j.attach[tb]
-                    del owner[old]
-                    j.ids[tb], j.attach[tb] = idb, s
-                    j.total += cand[idb] + s
-                    j.longest = max(j.longest, length)
-                    owner[idb] = j
-                elif j.attach[tb] <= s:
-                    j.total += s - j.attach[tb]
-                    j.attach[tb] = s
-                    j.longest = max(j.longest, length)
-                continue
-            # found == 2, in creation order
-            j1, j2 = (pa, pb) if pa.seq < pb.seq else (pb, pa)
-            if j1.mask & j2.mask:
-                continue  # conflict: no-op with remove_recon = 0
-            m1 = min(a for a, i in zip(j1.attach, j1.ids) if i > -1)
-            m2 = min(a for a, i in zip(j2.attach, j2.ids) if i > -1)
-            if s < tole * min(m1, m2) or len_rate * j1.longest <= length:
-                continue
-            for t in range(num_types):
-                if j2.ids[t] > -1:
-                    j1.ids[t], j1.attach[t] = j2.ids[t], j2.attach[t]
-                    owner[j2.ids[t]] = j1
-            j1.mask |= j2.mask
-            j1.parts += j2.parts
-            j1.total += j2.total + s
-            j1.longest = max(j1.longest, length)
-            j2.parts = 0  # dead: merged into j1
-    if raw:
-        return [p for p in persons if p.parts > 0]
-    return final_filter(persons, cfg)
+    sizes = [len(c) for c in conns]
+    table = np.concatenate(conns) if sum(sizes) else np.zeros((0, 4))
+    state = _kernels.assemble(
+        table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3],
+        np.r_[0, np.cumsum(sizes)].astype(np.int64), np.asarray(special, bool),
+        np.asarray(spec.limb_from, np.int64), np.asarray(spec.limb_to, np.int64),
+        np.asarray(scores, np.float64), int(spec.num_internal), float(cfg.length_rate),
+        float(cfg.connection_tolerance), bool(fix_tb), compiled=USE_KERNELS)
+    return state if raw else final_filter(state, cfg)
 
 
-def final_filter(persons, cfg) -> list:
-    """Persons -> [(ids, total)] without the dead (merged) ones and those with fewer
-    than ``min_parts`` parts or a mean score below ``min_mean_score`` (§5.5)."""
-    out = []
-    for p in persons:
-        if p.parts == 0:
-            continue
-        if p.parts < cfg.min_parts or p.total / p.parts < cfg.min_mean_score:
-            continue
-        out.append((p.ids, p.total))
-    return out
+def final_filter(state, cfg) -> list:
+    """The assembly's arrays -> [(ids, total)] without the dead (merged) persons and
+    those with fewer than ``min_parts`` parts or a mean score below
+    ``min_mean_score`` (§5.5)."""
+    ids, _, total, parts, _ = state
+    keep = (parts > 0) & (parts >= cfg.min_parts)
+    keep &= total / np.maximum(parts, 1) >= cfg.min_mean_score
+    return [(ids[p].tolist(), float(total[p])) for p in np.flatnonzero(keep)]

@@ -363,6 +363,117 @@ def _greedy(key_a, key_b, num_keys):
     return out[:k]
 
 
+def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, num_types,
+              len_rate, tole, fix_tb):
+    """The authors' sequential greedy assembly over accepted connections (§5.5),
+    quirks kept (see ``_grouping.assemble``, which calls this).
+
+    Args:
+        ida, idb, sc, length: (R,) accepted connections, limb by limb (limb k's
+            rows are limb_ptr[k]:limb_ptr[k + 1]) in acceptance order: candidate
+            ids, limb score S and length.
+        special: (L,) a limb skipped in grouping (a candidate set was empty).
+        limb_from, limb_to: (L,) the limbs' end types.
+        cand: (N,) candidate scores; num_types: J.
+        len_rate, tole: ``length_rate``, ``connection_tolerance``.
+        fix_tb: a person found through its tB slot also takes idA when its tA
+            slot is empty (keras_pose's fix of the first quirk).
+
+    Returns (ids (P, J) int64, -1 empty; attach (P, J) float64; total, parts,
+    longest (P,)), persons in creation order (the authors' subset order); a
+    person merged into another has parts 0. A candidate occupies at most one
+    person's slot of its type, so an owner table (candidate -> person) replaces
+    the authors' scan over all persons.
+    """
+    rows = ida.size
+    ids = np.full((max(rows, 1), num_types), -1, np.int64)
+    attach = np.full((max(rows, 1), num_types), -1.0)
+    total = np.zeros(max(rows, 1))
+    parts = np.zeros(max(rows, 1), np.int64)
+    longest = np.zeros(max(rows, 1))
+    owner = np.full(cand.size, -1, np.int64)
+    created = 0
+    for k in range(limb_from.size):
+        if special[k]:
+            continue
+        ta, tb = limb_from[k], limb_to[k]
+        for r in range(limb_ptr[k], limb_ptr[k + 1]):
+            a, b, s, ln = ida[r], idb[r], sc[r], length[r]
+            pa, pb = owner[a], owner[b]
+            # only the person holding idA in its tA slot (or idB in tB) matches
+            if pa >= 0 and ids[pa, ta] != a:
+                pa = -1
+            if pb >= 0 and ids[pb, tb] != b:
+                pb = -1
+            if pa < 0 and pb < 0:
+                p = created
+                created += 1
+                ids[p, ta], attach[p, ta] = a, s
+                ids[p, tb], attach[p, tb] = b, s
+                parts[p], longest[p] = 2, ln
+                total[p] = cand[a] + cand[b] + s
+                owner[a] = p
+                owner[b] = p
+                continue
+            if pa < 0 or pb < 0 or pa == pb:
+                j = pa if pa >= 0 else pb
+                if fix_tb and pa < 0 and ids[j, ta] == -1 and len_rate * longest[j] > ln:
+                    ids[j, ta], attach[j, ta] = a, s
+                    parts[j] += 1
+                    total[j] += cand[a] + s
+                    longest[j] = max(longest[j], ln)
+                    owner[a] = j
+                    continue
+                old = ids[j, tb]
+                if old == -1 and len_rate * longest[j] > ln:
+                    ids[j, tb], attach[j, tb] = b, s
+                    parts[j] += 1
+                    total[j] += cand[b] + s
+                    longest[j] = max(longest[j], ln)
+                    owner[b] = j
+                elif old != b:
+                    # an empty slot lands here only when the length check failed
+                    # above (its attach score -1 < s), so it is skipped here too
+                    if attach[j, tb] >= s or len_rate * longest[j] <= ln:
+                        continue
+                    total[j] -= cand[old] + attach[j, tb]
+                    owner[old] = -1
+                    ids[j, tb], attach[j, tb] = b, s
+                    total[j] += cand[b] + s
+                    longest[j] = max(longest[j], ln)
+                    owner[b] = j
+                elif attach[j, tb] <= s:
+                    total[j] += s - attach[j, tb]
+                    attach[j, tb] = s
+                    longest[j] = max(longest[j], ln)
+                continue
+            # found == 2, in creation order
+            j1, j2 = min(pa, pb), max(pa, pb)
+            overlap = False
+            m1 = np.inf
+            m2 = np.inf
+            for t in range(num_types):
+                if ids[j1, t] > -1:
+                    m1 = min(m1, attach[j1, t])
+                    if ids[j2, t] > -1:
+                        overlap = True
+                if ids[j2, t] > -1:
+                    m2 = min(m2, attach[j2, t])
+            if overlap:
+                continue   # conflict: a no-op with remove_recon = 0
+            if s < tole * min(m1, m2) or len_rate * longest[j1] <= ln:
+                continue
+            for t in range(num_types):
+                if ids[j2, t] > -1:
+                    ids[j1, t], attach[j1, t] = ids[j2, t], attach[j2, t]
+                    owner[ids[j2, t]] = j1
+            parts[j1] += parts[j2]
+            total[j1] += total[j2] + s
+            longest[j1] = max(longest[j1], ln)
+            parts[j2] = 0   # dead: merged into j1
+    return ids[:created], attach[:created], total[:created], parts[:created], longest[:created]
+
+
 def _hungarian(cost, n, m, col):
     """Min-cost assignment of n rows to distinct columns of an (n, m) float64 cost,
     n <= m: the column of each row, written into col. Shortest augmenting paths with
@@ -494,6 +605,14 @@ def greedy(*args):
 def patch_peaks(*args):
     """Compiled ``_patch_peaks``."""
     return _compiled(_patch_peaks)(*args)
+
+
+def assemble(*args, compiled: bool = True):
+    """``_assemble``, compiled unless ``compiled`` is False or numba is missing (then
+    the same code runs in Python)."""
+    if compiled and AVAILABLE:
+        return _compiled(_assemble)(*args)
+    return _assemble(*args)
 
 
 def match_components(*args, compiled: bool = True):
