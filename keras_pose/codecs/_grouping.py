@@ -250,12 +250,11 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         else:
             flat, oy, wy = sampler.flat, sampler.oy.astype(np.uint64), None
             chan = np.arange(spec.limb_start, spec.limb_start + num_limbs, dtype=np.uint64)
-        limb, ia, ib, n, length, total = _kernels.limb_test(
-            xy, np.cumsum(counts) - counts, counts, fr, to, chan, flat, oy, ox, sampler.w2,
-            sampler.phase_y, sampler.phase_x, wy, float(cfg.min_limb_length),
-            int(cfg.max_limb_samples), float(cfg.connect_ratio), thre2,
-            _kernels.sample_order(int(cfg.max_limb_samples)))
-        return _passing(limb, ia, ib, n, length, total, scores, image_height, special)
+        return (*_kernels.limb_test(
+            xy, np.asarray(scores, np.float64), np.cumsum(counts) - counts, counts, fr, to, chan,
+            flat, oy, ox, sampler.w2, sampler.phase_y, sampler.phase_x, wy,
+            float(cfg.min_limb_length), int(cfg.max_limb_samples), float(cfg.connect_ratio), thre2,
+            _kernels.sample_order(int(cfg.max_limb_samples)), float(image_height)), special)
     limb, ia, ib, special, counts = _pairs(types, spec.num_internal, spec.limb_from, spec.limb_to)
     d = xy[ib] - xy[ia]
     length = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])

@@ -68,12 +68,13 @@ def sample_order(smax: int) -> np.ndarray:
     return table
 
 
-def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, phase_y, phase_x,
-               wy, min_length, max_samples, ratio, thre2, order):
+def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, phase_y,
+               phase_x, wy, min_length, max_samples, ratio, thre2, order, image_height):
     """Limb test of every candidate pair of every limb (§5.4): the passing pairs.
 
     Args:
-        xy: (N, 2) float64 candidates, input pixels, grouped by type.
+        xy: (N, 2) float64 candidates, input pixels, grouped by type; cand: (N,)
+            their scores.
         starts, counts: (J,) first candidate and count of each type.
         limb_from, limb_to: (L,) the limbs' end types.
         chan: (L,) uint64 flat offset of each limb's channel in ``flat`` (the
@@ -90,12 +91,15 @@ def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, p
         min_length: pairs not longer than this are skipped (0: the authors' L == 0).
         max_samples, ratio, thre2: ``max_limb_samples``, ``connect_ratio``, thre2.
         order: ``sample_order`` table.
+        image_height: H_img of the length prior.
 
     Pairs run limb by limb, i-major (the authors' order). A pair of length L has
     n = min(rint(L + 1), max_samples) samples, at most n - ceil(ratio * n) of them
-    <= thre2; reading stops once the failures exceed that (it cannot pass).
-    Returns (limb, ia, ib, n, length, total) of the passing pairs, total = the
-    sum of their n sample values (float64).
+    <= thre2; reading stops once the failures exceed that (it cannot pass). A
+    pair that passes has S = (sum of its values) / n + min(0.5 H_img / L - 1, 0)
+    and is kept if S > 0 (``_grouping._passing``' arithmetic). Returns (limb,
+    ia, ib, S, length, key) of the kept pairs, key = 0.5 S + 0.25 (cand[ia] +
+    cand[ib]) summed in that order.
 
     Indices are unsigned: numba then skips its negative-index wrap-around, about
     a third of the time of a sample read.
@@ -106,9 +110,9 @@ def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, p
     o_limb = np.empty(q_max, np.int64)
     o_a = np.empty(q_max, np.int64)
     o_b = np.empty(q_max, np.int64)
-    o_n = np.empty(q_max, np.int64)
+    o_s = np.empty(q_max, np.float64)
     o_len = np.empty(q_max, np.float64)
-    o_tot = np.empty(q_max, np.float64)
+    o_key = np.empty(q_max, np.float64)
     k_out = 0
     for k in range(limb_from.size):
         ch = chan[k]
@@ -176,11 +180,15 @@ def _limb_test(xy, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, p
                     t += v
                 if f > allowed:
                     continue
+                score = t / nq + min(0.5 * image_height / length - 1.0, 0.0)
+                if not score > 0:
+                    continue
                 o_limb[k_out], o_a[k_out], o_b[k_out] = k, ia, ib
-                o_n[k_out], o_len[k_out], o_tot[k_out] = nq, length, t
+                o_s[k_out], o_len[k_out] = score, length
+                o_key[k_out] = 0.5 * score + 0.25 * cand[ia] + 0.25 * cand[ib]
                 k_out += 1
-    return (o_limb[:k_out], o_a[:k_out], o_b[:k_out], o_n[:k_out], o_len[:k_out],
-            o_tot[:k_out])
+    return (o_limb[:k_out], o_a[:k_out], o_b[:k_out], o_s[:k_out], o_len[:k_out],
+            o_key[:k_out])
 
 
 def _seeds(maps, low, near_top):
