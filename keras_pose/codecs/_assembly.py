@@ -126,6 +126,8 @@ def _components(ka, kb) -> np.ndarray:
     (min-label propagation with pointer jumping: a few vector passes)."""
     uk, inv = np.unique(np.concatenate([ka, kb]), return_inverse=True)
     ea, eb = inv[:ka.size], inv[ka.size:]
+    if USE_KERNELS:   # the same labels by union-find
+        return _kernels.components(ea, eb, uk.size)
     lab = np.arange(uk.size)
     while True:
         e = np.minimum(lab[ea], lab[eb])
@@ -170,7 +172,10 @@ def _merge_fragments(state, ia, ib, s, n) -> None:
     p_idx, t_idx = np.nonzero(filled & (parts > 0)[:, None])
     owner[ids[p_idx, t_idx]] = p_idx
     owner = owner.tolist()
-    mask = [sum(1 << t for t in np.flatnonzero(row).tolist()) for row in filled]  # filled types
+    if filled.shape[1] < 63:   # filled types as bit masks
+        mask = (filled.astype(np.int64) << np.arange(filled.shape[1])).sum(1).tolist()
+    else:
+        mask = [sum(1 << t for t in np.flatnonzero(row).tolist()) for row in filled]
     links = {}
     for a, b, w in zip(ia.tolist(), ib.tolist(), s.tolist()):
         pa, pb = owner[a], owner[b]

@@ -482,6 +482,32 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
     return ids[:created], attach[:created], total[:created], parts[:created], longest[:created]
 
 
+def _components(ea, eb, n):
+    """(Q,) component of each edge ea[q] - eb[q] of a graph on n nodes, labelled by
+    its smallest node (``_assembly._components``' labels): union-find, the smaller
+    root always kept as the root."""
+    parent = np.arange(n)
+    for q in range(ea.size):
+        a, b = ea[q], eb[q]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    out = np.empty(ea.size, np.int64)
+    for q in range(ea.size):
+        a = ea[q]
+        while parent[a] != a:
+            a = parent[a]
+        out[q] = a
+    return out
+
+
 def _hungarian(cost, n, m, col):
     """Min-cost assignment of n rows to distinct columns of an (n, m) float64 cost,
     n <= m: the column of each row, written into col. Shortest augmenting paths with
@@ -608,6 +634,11 @@ def seeds(*args):
 def greedy(*args):
     """Compiled ``_greedy``."""
     return _compiled(_greedy)(*args)
+
+
+def components(*args):
+    """Compiled ``_components``."""
+    return _compiled(_components)(*args)
 
 
 def patch_peaks(*args):
