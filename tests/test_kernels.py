@@ -48,10 +48,12 @@ def test_seed_kernel_finds_the_numpy_seeds(kind):
     maps = _maps(kind)
     kmaps = maps[:, :, k0:k0 + COCO.num_internal]      # a strided channel slice
     low = 0.1 / _peaks.overshoot(4)
-    sr, sq, st, primary, val = _kernels.seeds(kmaps, np.float32(low), np.float32(_peaks.NEAR_TOP))
+    sr, sq, st, primary, val, above = _kernels.seeds(kmaps, np.float32(low),
+                                                     np.float32(_peaks.NEAR_TOP))
     ref = _peaks._seeds(kmaps, low)   # noise: NumPy's dilation path, else its sparse one
-    for got, want in zip((sr, sq, st, primary), ref):
+    for got, want in zip((sr, sq, st, primary, above), ref):
         np.testing.assert_array_equal(got, want)
+    assert (above > _peaks.NOISE_FRACTION * kmaps.size) == (kind == "noise")
     np.testing.assert_array_equal(val, kmaps[sr, sq, st])
     assert sr.size > 0
 

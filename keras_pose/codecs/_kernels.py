@@ -192,8 +192,8 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox,
 
 
 def _seeds(maps, low, near_top):
-    """``_peaks._seeds`` in one pass: (rows, cols, types, primary, values) of the
-    seeds, in flat (row, col, type) order. A seed is >= low and >= its in-map 8
+    """``_peaks._seeds`` in one pass: (rows, cols, types, primary, values, above) of
+    the seeds, in flat (row, col, type) order, above = the number of cells >= low. A seed is >= low and >= its in-map 8
     neighbours (primary), or a 1-D maximum along its row or column within
     near_top of their maximum (out-of-map neighbours never win). A first pass
     counts the cells >= low (room for every seed); the test itself is branch-free."""
@@ -244,7 +244,7 @@ def _seeds(maps, low, near_top):
                                      & (v >= near_top * top))
                 sr[k], sq[k], st[k], primary[k], val[k] = r0, q0, c0, is_primary, v
                 k += np.int64(keep)
-    return sr[:k], sq[:k], st[:k], primary[:k], val[:k]
+    return sr[:k], sq[:k], st[:k], primary[:k], val[:k], cap
 
 
 def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius):
