@@ -79,8 +79,11 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
         # greedily afterwards.
         nk = 2 * num_limbs * num_candidates
         best = np.zeros(nk)
-        np.maximum.at(best, ka, w)
-        np.maximum.at(best, kb, w)
+        for k in (ka, kb):
+            if USE_KERNELS:
+                _kernels.max_at(best, k, w)
+            else:
+                np.maximum.at(best, k, w)
         strong = (w >= rel * best[ka]) & (w >= rel * best[kb]) & (w >= floor)
         if not strong.all():
             sq = np.flatnonzero(strong)

@@ -482,6 +482,14 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
     return ids[:created], attach[:created], total[:created], parts[:created], longest[:created]
 
 
+def _max_at(out, idx, w):
+    """out[idx[i]] = max(out[idx[i]], w[i]) for every i, in place: ``np.maximum.at``
+    for finite w, one loop."""
+    for i in range(idx.size):
+        if w[i] > out[idx[i]]:
+            out[idx[i]] = w[i]
+
+
 def _components(ea, eb, n):
     """(Q,) component of each edge ea[q] - eb[q] of a graph on n nodes, labelled by
     its smallest node (``_assembly._components``' labels): union-find, the smaller
@@ -634,6 +642,11 @@ def seeds(*args):
 def greedy(*args):
     """Compiled ``_greedy``."""
     return _compiled(_greedy)(*args)
+
+
+def max_at(*args):
+    """Compiled ``_max_at``."""
+    return _compiled(_max_at)(*args)
 
 
 def components(*args):
