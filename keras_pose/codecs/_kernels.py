@@ -352,6 +352,165 @@ def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius)
     return o_seed[:k], o_y[:k], o_x[:k], o_dx[:k], o_dy[:k], o_s[:k]
 
 
+def _group_peaks(maps, sr, sq, st, primary, u, cells, offsets, base, p1, stride, threshold,
+                 radius):
+    """``_patch_peaks`` with adjacent seeds of one type sharing one patch: the same
+    maxima (as a set; see below), about 3 seeds to a patch in crowds.
+
+    A seed that is not a 3x3 maximum joins the first 3x3 maximum of its type among
+    its 8 neighbours (row-major) if there is one; the group's patch is the
+    bounding box of its members' own patches inside the reach-2 operator around
+    the leader (u, cells, offsets: ``_peaks.patch_operator(s, r, 2)``; a member d
+    cells below / right of the leader has its patch at rows / columns base + s * d
+    .. + p1). Only the members' search regions are searched, each pixel once. A
+    pixel's value is the same as in its own seed's patch where the tap weights
+    depend only on the pixel's phase exactly, i.e. for power-of-two strides (the
+    caller's condition). Returns ``_patch_peaks``' tuple, seed = the leader.
+    """
+    h, w, t = maps.shape
+    height, width = h * stride, w * stride
+    n = sr.size
+    # --- groups: leader of every seed, then members grouped by leader
+    key = (sr * w + sq) * t + st
+    pidx = np.flatnonzero(primary)
+    porder = np.argsort(key[pidx])
+    pkey = key[pidx][porder]
+    pidx = pidx[porder]
+    lead = np.arange(n)
+    for i in range(n):
+        if primary[i]:
+            continue
+        found = False
+        for dy in range(-1, 2):
+            for dx in range(-1, 2):
+                if found or (dy == 0 and dx == 0) or not 0 <= sq[i] + dx < w:
+                    continue
+                nk = ((sr[i] + dy) * w + sq[i] + dx) * t + st[i]
+                j = np.searchsorted(pkey, nk)
+                if j < pkey.size and pkey[j] == nk:
+                    lead[i] = pidx[j]
+                    found = True
+    size = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        size[lead[i] + 1] += 1
+    ptr = np.cumsum(size)          # members of leader g: slots ptr[g]..ptr[g+1]
+    fill = ptr[:-1].copy()
+    members = np.empty(n, np.int64)
+    for i in range(n):             # the leader itself first
+        if lead[i] == i:
+            members[fill[i]] = i
+            fill[i] += 1
+    for i in range(n):
+        if lead[i] != i:
+            members[fill[lead[i]]] = i
+            fill[lead[i]] += 1
+    # --- one patch per group
+    p, b = u.shape
+    cap = n * (p1 - 2 * radius) * (p1 - 2 * radius)
+    o_seed = np.empty(cap, np.int64)
+    o_y = np.empty(cap, np.int64)
+    o_x = np.empty(cap, np.int64)
+    o_dx = np.empty(cap, np.float64)
+    o_dy = np.empty(cap, np.float64)
+    o_s = np.empty(cap, np.float64)
+    first = np.empty(p, np.uint64)           # column of each row's first tap
+    for y in range(p):
+        j = 0
+        while u[y, j] == 0.0 and j < b - 4:
+            j += 1
+        first[y] = j
+    block = np.empty((b, b), np.float32)
+    tmp = np.empty((p, b), np.float32)
+    patch = np.empty((p, p), np.float32)
+    seen = np.zeros((p, p), np.bool_)
+    ninf = np.float32(-np.inf)
+    k = 0
+    for g in range(n):
+        if ptr[g + 1] == ptr[g]:
+            continue
+        r0, q0, c = sr[g], sq[g], np.uint64(st[g])
+        y_lo, y_hi, x_lo, x_hi = p, 0, p, 0
+        for e in range(ptr[g], ptr[g + 1]):
+            m = members[e]
+            oy = base + stride * (sr[m] - r0)
+            ox = base + stride * (sq[m] - q0)
+            y_lo, y_hi = min(y_lo, oy), max(y_hi, oy + p1)
+            x_lo, x_hi = min(x_lo, ox), max(x_hi, ox + p1)
+        for y in range(b):
+            yy = np.uint64(min(max(r0 + cells[y], 0), h - 1))
+            for x in range(b):
+                block[y, x] = maps[yy, np.uint64(min(max(q0 + cells[x], 0), w - 1)), c]
+        for y0 in range(y_lo, y_hi):
+            y = np.uint64(y0)
+            j0 = first[y]
+            for x in range(b):
+                acc = np.float32(0.0)
+                for tt in range(4):
+                    acc += u[y, j0 + tt] * block[j0 + tt, x]
+                tmp[y, x] = acc
+        y_org = r0 * stride + offsets[0]
+        x_org = q0 * stride + offsets[0]
+        for y0 in range(y_lo, y_hi):
+            y = np.uint64(y0)
+            py = y_org + y0
+            for x0 in range(x_lo, x_hi):
+                x = np.uint64(x0)
+                j0 = first[x]
+                acc = np.float32(0.0)
+                for tt in range(4):
+                    acc += tmp[y, j0 + tt] * u[x, j0 + tt]
+                px = x_org + x0
+                if py < 0 or py >= height or px < 0 or px >= width:
+                    acc = ninf
+                patch[y, x] = acc
+                seen[y, x] = False
+        for e in range(ptr[g], ptr[g + 1]):
+            m = members[e]
+            oy = base + stride * (sr[m] - r0)
+            ox = base + stride * (sq[m] - q0)
+            for a0 in range(oy + radius, oy + p1 - radius):
+                a = np.uint64(a0)
+                for b0 in range(ox + radius, ox + p1 - radius):
+                    bb = np.uint64(b0)
+                    if seen[a, bb]:
+                        continue
+                    seen[a, bb] = True
+                    v = patch[a, bb]
+                    if not v >= threshold:
+                        continue
+                    one = np.uint64(1)
+                    if (patch[a - one, bb - one] > v or patch[a - one, bb] > v
+                            or patch[a - one, bb + one] > v or patch[a, bb - one] > v
+                            or patch[a, bb + one] > v or patch[a + one, bb - one] > v
+                            or patch[a + one, bb] > v or patch[a + one, bb + one] > v):
+                        continue
+                    ys = y_org + a0
+                    xs = x_org + b0
+                    fits = (xs >= radius and xs + radius < width and ys >= radius
+                            and ys + radius < height)
+                    off_x = 0.0
+                    off_y = 0.0
+                    score = np.float64(v)
+                    if fits:
+                        wsum = 0.0
+                        mx = 0.0
+                        my = 0.0
+                        for dy in range(-radius, radius + 1):
+                            for dx in range(-radius, radius + 1):
+                                val = np.float64(patch[np.uint64(a0 + dy), np.uint64(b0 + dx)])
+                                wsum += val
+                                mx += val * dx
+                                my += val * dy
+                        score = wsum / ((2 * radius + 1) * (2 * radius + 1))
+                        if wsum > 0:
+                            off_x = min(max(mx / wsum, -radius), radius)
+                            off_y = min(max(my / wsum, -radius), radius)
+                    o_seed[k], o_y[k], o_x[k] = g, ys, xs
+                    o_dx[k], o_dy[k], o_s[k] = off_x, off_y, score
+                    k += 1
+    return o_seed[:k], o_y[:k], o_x[:k], o_dx[:k], o_dy[:k], o_s[:k]
+
+
 def _greedy(key_a, key_b, num_keys):
     """Rows accepted by the sequential greedy one-to-one choice (§5.4): scanning the
     rows in order, row q is taken iff neither key_a[q] nor key_b[q] was taken
@@ -652,6 +811,11 @@ def max_at(*args):
 def components(*args):
     """Compiled ``_components``."""
     return _compiled(_components)(*args)
+
+
+def group_peaks(*args):
+    """Compiled ``_group_peaks``."""
+    return _compiled(_group_peaks)(*args)
 
 
 def patch_peaks(*args):

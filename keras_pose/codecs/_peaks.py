@@ -42,7 +42,9 @@ full-resolution maps. We get the same numbers far more cheaply:
   swaps the row and column offsets; §5.3 and §9.1 say to fix it in production).
 * With numba installed the seeds and the patch step run as compiled loops
   (``_kernels.seeds``, ``_kernels.patch_peaks``): the same arithmetic, summed in
-  another order, so plateau ties (above) can break the other way.
+  another order, so plateau ties (above) can break the other way. For
+  power-of-two strides a seed next to a 3x3 maximum of its type shares that
+  maximum's patch (``_kernels.group_peaks``): the same maxima, less work.
 
 Imports without TensorFlow.
 """
@@ -384,11 +386,18 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
         v = (maps[sr, sq, st] if val is None else val).astype(np.float64)
         rank_key = np.where(primary, 0.0, 2.0 * (np.abs(v).max() + 1.0)) - v  # 3x3 maxima first
         sel = _best_per_type(st, rank_key, counts, keep_seeds)
-        sr, sq, st = sr[sel], sq[sel], st[sel]
+        sr, sq, st, primary = sr[sel], sq[sel], st[sel], primary[sel]
     offsets, cells, u = patch_operator(stride, radius)
-    patch_step = _kernels.patch_peaks if USE_KERNELS else _patch_peaks
-    n, ys, xs, off_x, off_y, scores = patch_step(maps, sr, sq, st, u, cells, offsets, stride,
-                                                 np.float32(threshold), radius)
+    if USE_KERNELS and stride & (stride - 1) == 0:
+        # adjacent seeds share a patch: the same maxima, a quarter less work in crowds
+        off2, cells2, u2 = patch_operator(stride, radius, 2)
+        n, ys, xs, off_x, off_y, scores = _kernels.group_peaks(
+            maps, sr, sq, st, primary, u2, cells2, off2, int(offsets[0] - off2[0]), offsets.size,
+            stride, np.float32(threshold), radius)
+    else:
+        patch_step = _kernels.patch_peaks if USE_KERNELS else _patch_peaks
+        n, ys, xs, off_x, off_y, scores = patch_step(maps, sr, sq, st, u, cells, offsets, stride,
+                                                     np.float32(threshold), radius)
     if n.size == 0:
         return empty
     types = st[n]
