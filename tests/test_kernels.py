@@ -17,7 +17,8 @@ def _maps(kind, seed=0, size=512):
     if kind == "noise":
         return rng.random((size // 4, size // 4, 50), dtype=np.float32)
     persons = {"few": 3, "crowd": 24, "blurred": 12}[kind]
-    maps = CODEC.encode(jittered_scene(rng, stick_figures(rng), persons, size=(size, size)),
+    maps = CODEC.encode(jittered_scene(rng, stick_figures(rng), persons, size=(size, size),
+                                       height_range=(0.27 * size, 0.59 * size)),
                         (size, size))["heatmaps"]
     if kind == "blurred":   # a network's look: softer, weaker, noisy, small negative lobes
         import cv2
@@ -56,6 +57,46 @@ def test_seed_kernel_finds_the_numpy_seeds(kind):
     assert (above > _peaks.NOISE_FRACTION * kmaps.size) == (kind == "noise")
     np.testing.assert_array_equal(val, kmaps[sr, sq, st])
     assert sr.size > 0
+
+
+@pytest.mark.parametrize("kind, stride", [("few", 4), ("crowd", 4), ("blurred", 4),
+                                          ("noise", 4), ("crowd", 2), ("blurred", 8)])
+def test_shared_patches_find_the_per_seed_maxima(kind, stride):
+    """Seeds next to a 3x3 maximum share its patch (``group_peaks``): the same maxima,
+    offsets and scores as one patch per seed."""
+    size = 512 if stride == 4 else 64 * stride
+    k0 = COCO.keypoint_start
+    kmaps = _maps(kind, size=size)[:, :, k0:k0 + COCO.num_internal]
+    if stride != 4:   # the same maps read at another stride
+        kmaps = np.ascontiguousarray(kmaps[:size // stride, :size // stride])
+    sr, sq, st, primary, *_ = _kernels.seeds(kmaps, np.float32(0.1 / _peaks.overshoot(stride)),
+                                             np.float32(_peaks.NEAR_TOP))
+    off1, cells1, u1 = _peaks.patch_operator(stride, 2)
+    off2, cells2, u2 = _peaks.patch_operator(stride, 2, 2)
+    th = np.float32(0.1)
+    one = _kernels.patch_peaks(kmaps, sr, sq, st, u1, cells1, off1, stride, th, 2)
+    shared = _kernels.group_peaks(kmaps, sr, sq, st, primary, u2, cells2, off2,
+                                  int(off1[0] - off2[0]), off1.size, stride, th, 2)
+    rows = [set(zip(st[r[0]].tolist(), *(a.tolist() for a in r[1:]))) for r in (one, shared)]
+    assert rows[0] == rows[1] and len(rows[0]) > 0
+    if kind == "crowd":
+        assert (~primary).sum() > primary.sum()   # most seeds shared a patch ...
+        assert shared[0].size < 0.5 * one[0].size  # ... and found each maximum once
+
+
+def test_noise_keeps_max_candidates_seeds_per_type(monkeypatch):
+    """On noise (more than half the cells above the seed level) the patch step gets at
+    most max_candidates seeds per type; a 256 x 256 crowd of 24 keeps twice that."""
+    seen = []
+    real = _kernels.group_peaks
+    monkeypatch.setattr(_kernels, "group_peaks",
+                        lambda maps, sr, sq, st, *a: seen.append(np.bincount(st).max())
+                        or real(maps, sr, sq, st, *a))
+    k0 = COCO.keypoint_start
+    _peaks.find_peaks(_maps("noise")[:, :, k0:k0 + COCO.num_internal], 4, 0.1, 2, 20)
+    crowd = _maps("crowd", size=256)[:, :, k0:k0 + COCO.num_internal]
+    _peaks.find_peaks(crowd, 4, 0.1, 2, 20)
+    assert seen[0] == 20 and 20 < seen[1] <= 40
 
 
 def test_limb_kernel_rejects_exactly_the_pairs_numpy_rejects(monkeypatch):
@@ -162,6 +203,72 @@ def test_kernels_agree_with_numpy_on_random_maps_and_strides(monkeypatch):
             got[kernels] = codec.decode(maps)
         assert got[True].keypoints.shape == got[False].keypoints.shape
         np.testing.assert_allclose(got[True].keypoints, got[False].keypoints, atol=1e-4)
+
+
+def test_limb_kernel_on_noise_reads_upsampled_rows_like_numpy(monkeypatch):
+    """With 20 000+ pairs the kernel reads x-upsampled rows (4 taps a sample); NumPy
+    reads its full upsampling: the same passing pairs, totals equal to float32."""
+    maps = _maps("noise", seed=4)
+    k0 = COCO.keypoint_start
+    types, xy, scores = _peaks.find_peaks(maps[:, :, k0:k0 + COCO.num_internal], 4, 0.1, 2, 48)
+    counts = np.bincount(types, minlength=COCO.num_internal)
+    fr, to = np.asarray(COCO.limb_from), np.asarray(COCO.limb_to)
+    assert int((counts[fr] * counts[to]).sum()) > _grouping.ROWS_MIN_PAIRS
+    sampler = _peaks.CubicSampler(maps, 4)
+    out = {}
+    for kernels in (True, False):
+        monkeypatch.setattr(_grouping, "USE_KERNELS", kernels)
+        out[kernels] = _grouping.limb_pairs(sampler, types, xy, scores, COCO, CODEC.config, 512.0)
+    for got, want in zip(out[True], out[False]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_compiled_assembly_equals_the_python_one():
+    """The authors' assembly compiled and run as Python: the same persons, on random
+    connections dense enough for merges, conflicts and replaced slots."""
+    rng = np.random.default_rng(2)
+    fr = np.asarray(COCO.limb_from, np.int64)
+    to = np.asarray(COCO.limb_to, np.int64)
+    for _ in range(30):
+        per_type = 6
+        cand = rng.random(COCO.num_internal * per_type)
+        sizes = rng.integers(0, 8, fr.size)
+        ida = np.concatenate([fr[k] * per_type + rng.integers(0, per_type, n) for k, n in enumerate(sizes)])
+        idb = np.concatenate([to[k] * per_type + rng.integers(0, per_type, n) for k, n in enumerate(sizes)])
+        sc, length = rng.random(ida.size), rng.uniform(5, 80, ida.size)
+        ptr = np.r_[0, np.cumsum(sizes)].astype(np.int64)
+        special = rng.random(fr.size) < 0.1
+        for fix_tb in (False, True):
+            args = (ida, idb, sc, length, ptr, special, fr, to, cand, COCO.num_internal, 2.0, 0.7, fix_tb)
+            got = _kernels.assemble(*args, compiled=True)
+            want = _kernels.assemble(*args, compiled=False)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+
+
+def test_small_kernels_equal_their_numpy_twins(monkeypatch):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        n = int(rng.integers(1, 300))
+        ka, kb = rng.integers(0, 15, n), rng.integers(0, 15, n) + 15
+        monkeypatch.setattr(_grouping, "USE_KERNELS", False)
+        rounds = _grouping._greedy_matching(ka, kb, 30)
+        monkeypatch.setattr(_grouping, "USE_KERNELS", True)
+        np.testing.assert_array_equal(_grouping._greedy_matching(ka, kb, 30), rounds)
+        for kernels in (False, True):   # component labels
+            monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
+            got = _assembly._components(ka, kb)
+            if kernels:
+                np.testing.assert_array_equal(got, labels)
+            labels = got
+        w = rng.random(n).round(1)      # many ties
+        np.testing.assert_array_equal(_grouping.order_desc(w), np.argsort(-w, kind="stable"))
+        w = rng.random(n)               # none
+        np.testing.assert_array_equal(_grouping.order_desc(w), np.argsort(-w, kind="stable"))
+        best, ref = np.zeros(30), np.zeros(30)
+        _kernels.max_at(best, ka, w)
+        np.maximum.at(ref, ka, w)
+        np.testing.assert_array_equal(best, ref)
 
 
 def test_a_broken_numba_is_one_clear_error(monkeypatch):
