@@ -88,10 +88,10 @@ def test_noise_keeps_max_candidates_seeds_per_type(monkeypatch):
     """On noise (more than half the cells above the seed level) the patch step gets at
     most max_candidates seeds per type; a 256 x 256 crowd of 24 keeps twice that."""
     seen = []
-    real = _kernels.group_peaks
-    monkeypatch.setattr(_kernels, "group_peaks",
-                        lambda maps, sr, sq, st, *a: seen.append(np.bincount(st).max())
-                        or real(maps, sr, sq, st, *a))
+    for module, name in ((_kernels, "group_peaks"), (_peaks, "_patch_peaks")):  # either path
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda maps, sr, sq, st, *a, real=real:
+                            seen.append(np.bincount(st).max()) or real(maps, sr, sq, st, *a))
     k0 = COCO.keypoint_start
     _peaks.find_peaks(_maps("noise")[:, :, k0:k0 + COCO.num_internal], 4, 0.1, 2, 20)
     crowd = _maps("crowd", size=256)[:, :, k0:k0 + COCO.num_internal]
