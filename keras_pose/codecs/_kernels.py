@@ -21,16 +21,23 @@ up to float32 rounding), the sample points those of ``np.linspace`` (a + s *
 step, end point exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
-``_peaks._patch_peaks``, same signatures and results): the low-resolution seeds
-and, per seed, its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5
-refinement.
+``_peaks._patch_peaks``, same results): the low-resolution seeds and, per seed,
+its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement.
+``group_peaks`` finds the same maxima with the seeds next to a 3x3 maximum
+sharing its patch (power-of-two strides).
 
-**Greedy choice** (``greedy``, replaces ``_grouping._greedy_matching``' rounds):
-the authors' sequential scan, one loop.
+**Grouping** (``greedy``, ``components``, ``max_at``: the authors' sequential
+greedy scan, the pair graph's components by union-find, ``np.maximum.at``; they
+replace ``_grouping._greedy_matching``' rounds, ``_assembly._components``'
+label propagation and ``np.maximum.at``).
 
-**Exact limb matching** (``match_components``: the per-component maximum-weight
-matchings of ``_assembly.match_limbs``). Unlike the kernels above it has no
-NumPy twin: without numba the same code runs in Python.
+**Exact limb matching and assembly** (``match_components``: the per-component
+maximum-weight matchings of ``_assembly.match_limbs``; ``assemble``: the authors'
+sequential person assembly). Unlike the kernels above they have no NumPy twin:
+without numba the same code runs in Python.
+
+All indices into the maps are unsigned where it matters: numba then skips its
+negative-index wrap-around, about a third of the time of a bicubic read.
 
 numba is optional: ``AVAILABLE`` is False without it (or with
 ``KERAS_POSE_NO_NUMBA=1``) and the decoder keeps its NumPy paths. Kernels are
@@ -100,9 +107,6 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox,
     and is kept if S > 0 (``_grouping._passing``' arithmetic). Returns (limb,
     ia, ib, S, length, key) of the kept pairs, key = 0.5 S + 0.25 (cand[ia] +
     cand[ib]) summed in that order.
-
-    Indices are unsigned: numba then skips its negative-index wrap-around, about
-    a third of the time of a sample read.
     """
     q_max = 0
     for k in range(limb_from.size):
@@ -531,9 +535,9 @@ def _greedy(key_a, key_b, num_keys):
 
 
 def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, num_types,
-              len_rate, tole, fix_tb):
+              len_rate, tole, fix_tb, ids, attach, total, parts, longest, owner):
     """The authors' sequential greedy assembly over accepted connections (§5.5),
-    quirks kept (see ``_grouping.assemble``, which calls this).
+    quirks kept (see ``_grouping.assemble``); ``assemble`` prepares and reads back.
 
     Args:
         ida, idb, sc, length: (R,) accepted connections, limb by limb (limb k's
@@ -545,22 +549,19 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
         len_rate, tole: ``length_rate``, ``connection_tolerance``.
         fix_tb: a person found through its tB slot also takes idA when its tA
             slot is empty (keras_pose's fix of the first quirk).
+        ids, attach: (max(R, 1) * J,) filled with -1: person p's slot t at p * J + t
+            (candidate id, attach score); total, parts, longest: (max(R, 1),) zeros;
+            owner: (N,) -1 (candidate -> the person holding it). Written in place.
 
-    Returns (ids (P, J) int64, -1 empty; attach (P, J) float64; total, parts,
-    longest (P,)), persons in creation order (the authors' subset order); a
-    person merged into another has parts 0. A candidate occupies at most one
-    person's slot of its type, so an owner table (candidate -> person) replaces
-    the authors' scan over all persons.
+    Returns the number of persons, in creation order (the authors' subset order);
+    a person merged into another has parts 0. Only indexing and scalar
+    arithmetic: compiled, the arguments are arrays; in Python, lists (much faster
+    to index there). A candidate occupies at most one person's slot of its type,
+    so the owner table replaces the authors' scan over all persons.
     """
-    rows = ida.size
-    ids = np.full((max(rows, 1), num_types), -1, np.int64)
-    attach = np.full((max(rows, 1), num_types), -1.0)
-    total = np.zeros(max(rows, 1))
-    parts = np.zeros(max(rows, 1), np.int64)
-    longest = np.zeros(max(rows, 1))
-    owner = np.full(cand.size, -1, np.int64)
+    nt = num_types
     created = 0
-    for k in range(limb_from.size):
+    for k in range(len(limb_from)):
         if special[k]:
             continue
         ta, tb = limb_from[k], limb_to[k]
@@ -568,15 +569,15 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
             a, b, s, ln = ida[r], idb[r], sc[r], length[r]
             pa, pb = owner[a], owner[b]
             # only the person holding idA in its tA slot (or idB in tB) matches
-            if pa >= 0 and ids[pa, ta] != a:
+            if pa >= 0 and ids[pa * nt + ta] != a:
                 pa = -1
-            if pb >= 0 and ids[pb, tb] != b:
+            if pb >= 0 and ids[pb * nt + tb] != b:
                 pb = -1
             if pa < 0 and pb < 0:
                 p = created
                 created += 1
-                ids[p, ta], attach[p, ta] = a, s
-                ids[p, tb], attach[p, tb] = b, s
+                ids[p * nt + ta], attach[p * nt + ta] = a, s
+                ids[p * nt + tb], attach[p * nt + tb] = b, s
                 parts[p], longest[p] = 2, ln
                 total[p] = cand[a] + cand[b] + s
                 owner[a] = p
@@ -584,16 +585,17 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
                 continue
             if pa < 0 or pb < 0 or pa == pb:
                 j = pa if pa >= 0 else pb
-                if fix_tb and pa < 0 and ids[j, ta] == -1 and len_rate * longest[j] > ln:
-                    ids[j, ta], attach[j, ta] = a, s
+                ja, jb = j * nt + ta, j * nt + tb
+                if fix_tb and pa < 0 and ids[ja] == -1 and len_rate * longest[j] > ln:
+                    ids[ja], attach[ja] = a, s
                     parts[j] += 1
                     total[j] += cand[a] + s
                     longest[j] = max(longest[j], ln)
                     owner[a] = j
                     continue
-                old = ids[j, tb]
+                old = ids[jb]
                 if old == -1 and len_rate * longest[j] > ln:
-                    ids[j, tb], attach[j, tb] = b, s
+                    ids[jb], attach[jb] = b, s
                     parts[j] += 1
                     total[j] += cand[b] + s
                     longest[j] = max(longest[j], ln)
@@ -601,17 +603,17 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
                 elif old != b:
                     # an empty slot lands here only when the length check failed
                     # above (its attach score -1 < s), so it is skipped here too
-                    if attach[j, tb] >= s or len_rate * longest[j] <= ln:
+                    if attach[jb] >= s or len_rate * longest[j] <= ln:
                         continue
-                    total[j] -= cand[old] + attach[j, tb]
+                    total[j] -= cand[old] + attach[jb]
                     owner[old] = -1
-                    ids[j, tb], attach[j, tb] = b, s
+                    ids[jb], attach[jb] = b, s
                     total[j] += cand[b] + s
                     longest[j] = max(longest[j], ln)
                     owner[b] = j
-                elif attach[j, tb] <= s:
-                    total[j] += s - attach[j, tb]
-                    attach[j, tb] = s
+                elif attach[jb] <= s:
+                    total[j] += s - attach[jb]
+                    attach[jb] = s
                     longest[j] = max(longest[j], ln)
                 continue
             # found == 2, in creation order
@@ -619,26 +621,26 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
             overlap = False
             m1 = np.inf
             m2 = np.inf
-            for t in range(num_types):
-                if ids[j1, t] > -1:
-                    m1 = min(m1, attach[j1, t])
-                    if ids[j2, t] > -1:
+            for t in range(nt):
+                if ids[j1 * nt + t] > -1:
+                    m1 = min(m1, attach[j1 * nt + t])
+                    if ids[j2 * nt + t] > -1:
                         overlap = True
-                if ids[j2, t] > -1:
-                    m2 = min(m2, attach[j2, t])
+                if ids[j2 * nt + t] > -1:
+                    m2 = min(m2, attach[j2 * nt + t])
             if overlap:
                 continue   # conflict: a no-op with remove_recon = 0
             if s < tole * min(m1, m2) or len_rate * longest[j1] <= ln:
                 continue
-            for t in range(num_types):
-                if ids[j2, t] > -1:
-                    ids[j1, t], attach[j1, t] = ids[j2, t], attach[j2, t]
-                    owner[ids[j2, t]] = j1
+            for t in range(nt):
+                if ids[j2 * nt + t] > -1:
+                    ids[j1 * nt + t], attach[j1 * nt + t] = ids[j2 * nt + t], attach[j2 * nt + t]
+                    owner[ids[j2 * nt + t]] = j1
             parts[j1] += parts[j2]
             total[j1] += total[j2] + s
             longest[j1] = max(longest[j1], ln)
             parts[j2] = 0   # dead: merged into j1
-    return ids[:created], attach[:created], total[:created], parts[:created], longest[:created]
+    return created
 
 
 def _max_at(out, idx, w):
@@ -823,12 +825,28 @@ def patch_peaks(*args):
     return _compiled(_patch_peaks)(*args)
 
 
-def assemble(*args, compiled: bool = True):
-    """``_assemble``, compiled unless ``compiled`` is False or numba is missing (then
-    the same code runs in Python)."""
+def assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, num_types,
+             len_rate, tole, fix_tb, compiled: bool = True):
+    """``_assemble`` (compiled unless ``compiled`` is False or numba is missing; then
+    the same code runs in Python, on lists) -> (ids (P, J) int64, -1 empty; attach
+    (P, J) float64; total, parts, longest (P,)), persons in creation order."""
+    size = max(ida.size, 1)
+    args = (ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand)
     if compiled and AVAILABLE:
-        return _compiled(_assemble)(*args)
-    return _assemble(*args)
+        store = (np.full(size * num_types, -1, np.int64), np.full(size * num_types, -1.0),
+                 np.zeros(size), np.zeros(size, np.int64), np.zeros(size),
+                 np.full(cand.size, -1, np.int64))
+        created = _compiled(_assemble)(*args, num_types, len_rate, tole, fix_tb, *store)
+    else:
+        store = ([-1] * (size * num_types), [-1.0] * (size * num_types), [0.0] * size,
+                 [0] * size, [0.0] * size, [-1] * cand.size)
+        created = _assemble(*(a.tolist() for a in args), num_types, len_rate, tole, fix_tb, *store)
+    ids, attach, total, parts, longest = store[:5]
+    slots = created * num_types
+    return (np.asarray(ids[:slots], np.int64).reshape(created, num_types),
+            np.asarray(attach[:slots], np.float64).reshape(created, num_types),
+            np.asarray(total[:created], np.float64), np.asarray(parts[:created], np.int64),
+            np.asarray(longest[:created], np.float64))
 
 
 def match_components(*args, compiled: bool = True):
