@@ -62,8 +62,8 @@ def test_seed_kernel_finds_the_numpy_seeds(kind):
 @pytest.mark.parametrize("kind, stride", [("few", 4), ("crowd", 4), ("blurred", 4),
                                           ("noise", 4), ("crowd", 2), ("blurred", 8)])
 def test_shared_patches_find_the_per_seed_maxima(kind, stride):
-    """Seeds next to a 3x3 maximum share its patch (``group_peaks``): the same maxima,
-    offsets and scores as one patch per seed."""
+    """Seeds next to a 3x3 maximum share its patch: the same maxima, offsets and scores
+    as one patch per seed, compiled or in NumPy."""
     size = 512 if stride == 4 else 64 * stride
     k0 = COCO.keypoint_start
     kmaps = _maps(kind, size=size)[:, :, k0:k0 + COCO.num_internal]
@@ -74,21 +74,25 @@ def test_shared_patches_find_the_per_seed_maxima(kind, stride):
     off1, cells1, u1 = _peaks.patch_operator(stride, 2)
     off2, cells2, u2 = _peaks.patch_operator(stride, 2, 2)
     th = np.float32(0.1)
-    one = _kernels.patch_peaks(kmaps, sr, sq, st, u1, cells1, off1, stride, th, 2)
-    shared = _kernels.group_peaks(kmaps, sr, sq, st, primary, u2, cells2, off2,
-                                  int(off1[0] - off2[0]), off1.size, stride, th, 2)
-    rows = [set(zip(st[r[0]].tolist(), *(a.tolist() for a in r[1:]))) for r in (one, shared)]
+    found = {share: _kernels.patch_peaks(kmaps, sr, sq, st, primary, u2, cells2, off2,
+                                         int(off1[0] - off2[0]), off1.size, stride, th, 2, share)
+             for share in (False, True)}
+    numpy = _peaks._patch_peaks(kmaps, sr, sq, st, u1, cells1, off1, stride, th, 2)
+    np.testing.assert_array_equal(found[False][0], numpy[0])     # one patch per seed: in order
+    for got, want in zip(found[False][1:], numpy[1:]):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    rows = [set(zip(st[r[0]].tolist(), *(a.tolist() for a in r[1:]))) for r in found.values()]
     assert rows[0] == rows[1] and len(rows[0]) > 0
     if kind == "crowd":
-        assert (~primary).sum() > primary.sum()   # most seeds shared a patch ...
-        assert shared[0].size < 0.5 * one[0].size  # ... and found each maximum once
+        assert (~primary).sum() > primary.sum()            # most seeds shared a patch ...
+        assert found[True][0].size < 0.5 * found[False][0].size  # ... and found each maximum once
 
 
 def test_noise_keeps_max_candidates_seeds_per_type(monkeypatch):
     """On noise (more than half the cells above the seed level) the patch step gets at
     most max_candidates seeds per type; a 256 x 256 crowd of 24 keeps twice that."""
     seen = []
-    for module, name in ((_kernels, "group_peaks"), (_peaks, "_patch_peaks")):  # either path
+    for module, name in ((_kernels, "patch_peaks"), (_peaks, "_patch_peaks")):  # either path
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda maps, sr, sq, st, *a, real=real:
                             seen.append(np.bincount(st).max()) or real(maps, sr, sq, st, *a))

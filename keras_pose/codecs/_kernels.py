@@ -22,9 +22,8 @@ step, end point exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
 ``_peaks._patch_peaks``, same results): the low-resolution seeds and, per seed,
-its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement.
-``group_peaks`` finds the same maxima with the seeds next to a 3x3 maximum
-sharing its patch (power-of-two strides).
+its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement; for
+power-of-two strides the seeds next to a 3x3 maximum share its patch.
 
 **Grouping** (``greedy``, ``components``, ``max_at``: the authors' sequential
 greedy scan, the pair graph's components by union-find, ``np.maximum.at``; they
@@ -251,125 +250,29 @@ def _seeds(maps, low, near_top):
     return sr[:k], sq[:k], st[:k], primary[:k], val[:k], cap
 
 
-def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius):
-    """Patch step of ``_peaks.find_peaks`` for every seed: its bicubic patch
-    U @ block @ U.T (pixels outside the input are -inf), the 3x3 maxima >= threshold
-    of its search region, and their refinement (§5.3, x/y correct).
+def _patch_peaks(maps, sr, sq, st, primary, u, cells, offsets, base, p1, stride, threshold,
+                 radius, share):
+    """Patch step of ``_peaks.find_peaks``: for every seed its bicubic patch (pixels
+    outside the input are -inf), the 3x3 maxima >= threshold of its search region,
+    and their refinement (§5.3, x/y correct), like ``_peaks._patch_peaks``.
+
+    u, cells, offsets are the reach-2 operator (``_peaks.patch_operator(s, r, 2)``);
+    a seed d cells below / right of a patch's leader has its own (reach-1, p1
+    pixels) patch at rows / columns base + s * d .. + p1 of it. With ``share``, a
+    seed that is not a 3x3 maximum joins the first 3x3 maximum of its type among
+    its 8 neighbours (row-major), if any, and the group computes one patch (the
+    bounding box of its members') and searches its members' regions, each pixel
+    once: the same maxima as one patch per seed, with a quarter less work in
+    crowds. A pixel's value is then the same as in its own seed's patch where the
+    tap weights depend only on the pixel's phase exactly, i.e. for power-of-two
+    strides (the caller's condition). Without ``share`` every seed is alone.
 
     Returns (seed (N,), ys (N,), xs (N,) int64 pixels, off_x, off_y, score (N,)
-    float64), maxima in seed order then row-major within a patch (duplicates
-    from overlapping patches included). score = window mean where the
-    (2r+1)^2 window fits inside the input, else the peak value.
-
-    Each row of U holds the 4 bicubic taps in consecutive columns; the products
-    skip its zeros (the same sums: adding an exact zero changes nothing).
-    """
-    h, w, _ = maps.shape
-    height, width = h * stride, w * stride
-    p, b = u.shape
-    lo, hi = radius, p - radius
-    n = sr.size
-    cap = n * (hi - lo) * (hi - lo)
-    o_seed = np.empty(cap, np.int64)
-    o_y = np.empty(cap, np.int64)
-    o_x = np.empty(cap, np.int64)
-    o_dx = np.empty(cap, np.float64)
-    o_dy = np.empty(cap, np.float64)
-    o_s = np.empty(cap, np.float64)
-    first = np.empty(p, np.uint64)           # column of each row's first tap
-    for y in range(p):
-        j = 0
-        while u[y, j] == 0.0 and j < b - 4:
-            j += 1
-        first[y] = j
-    block = np.empty((b, b), np.float32)
-    tmp = np.empty((p, b), np.float32)
-    patch = np.empty((p, p), np.float32)
-    ninf = np.float32(-np.inf)
-    up = np.uint64(p)
-    k = 0
-    for i in range(n):
-        c = np.uint64(st[i])
-        for y in range(b):
-            yy = np.uint64(min(max(sr[i] + cells[y], 0), h - 1))
-            for x in range(b):
-                block[y, x] = maps[yy, np.uint64(min(max(sq[i] + cells[x], 0), w - 1)), c]
-        # tmp = U @ block, then patch = tmp @ U.T, each entry summed over the taps in order
-        for y in range(up):
-            j0 = first[y]
-            for x in range(b):
-                acc = np.float32(0.0)
-                for t in range(4):
-                    acc += u[y, j0 + t] * block[j0 + t, x]
-                tmp[y, x] = acc
-        for y in range(up):
-            for x in range(up):
-                j0 = first[x]
-                acc = np.float32(0.0)
-                for t in range(4):
-                    acc += tmp[y, j0 + t] * u[x, j0 + t]
-                patch[y, x] = acc
-        y_org = sr[i] * stride + offsets[0]
-        x_org = sq[i] * stride + offsets[0]
-        if y_org < 0 or x_org < 0 or y_org + p > height or x_org + p > width:
-            for y in range(p):
-                py = y_org + y
-                for x in range(p):
-                    px = x_org + x
-                    if py < 0 or py >= height or px < 0 or px >= width:
-                        patch[y, x] = ninf
-        for a in range(lo, hi):
-            ua = np.uint64(a)
-            for bb in range(lo, hi):
-                ub = np.uint64(bb)
-                v = patch[ua, ub]
-                if not v >= threshold:
-                    continue
-                if (patch[ua - 1, ub - 1] > v or patch[ua - 1, ub] > v or patch[ua - 1, ub + 1] > v
-                        or patch[ua, ub - 1] > v or patch[ua, ub + 1] > v
-                        or patch[ua + 1, ub - 1] > v or patch[ua + 1, ub] > v
-                        or patch[ua + 1, ub + 1] > v):
-                    continue
-                ys = y_org + a
-                xs = x_org + bb
-                fits = xs >= radius and xs + radius < width and ys >= radius and ys + radius < height
-                off_x = 0.0
-                off_y = 0.0
-                score = np.float64(v)
-                if fits:
-                    wsum = 0.0
-                    mx = 0.0
-                    my = 0.0
-                    for dy in range(-radius, radius + 1):
-                        for dx in range(-radius, radius + 1):
-                            val = np.float64(patch[np.uint64(a + dy), np.uint64(bb + dx)])
-                            wsum += val
-                            mx += val * dx
-                            my += val * dy
-                    score = wsum / ((2 * radius + 1) * (2 * radius + 1))
-                    if wsum > 0:
-                        off_x = min(max(mx / wsum, -radius), radius)
-                        off_y = min(max(my / wsum, -radius), radius)
-                o_seed[k], o_y[k], o_x[k] = i, ys, xs
-                o_dx[k], o_dy[k], o_s[k] = off_x, off_y, score
-                k += 1
-    return o_seed[:k], o_y[:k], o_x[:k], o_dx[:k], o_dy[:k], o_s[:k]
-
-
-def _group_peaks(maps, sr, sq, st, primary, u, cells, offsets, base, p1, stride, threshold,
-                 radius):
-    """``_patch_peaks`` with adjacent seeds of one type sharing one patch: the same
-    maxima (as a set; see below), about 3 seeds to a patch in crowds.
-
-    A seed that is not a 3x3 maximum joins the first 3x3 maximum of its type among
-    its 8 neighbours (row-major) if there is one; the group's patch is the
-    bounding box of its members' own patches inside the reach-2 operator around
-    the leader (u, cells, offsets: ``_peaks.patch_operator(s, r, 2)``; a member d
-    cells below / right of the leader has its patch at rows / columns base + s * d
-    .. + p1). Only the members' search regions are searched, each pixel once. A
-    pixel's value is the same as in its own seed's patch where the tap weights
-    depend only on the pixel's phase exactly, i.e. for power-of-two strides (the
-    caller's condition). Returns ``_patch_peaks``' tuple, seed = the leader.
+    float64): maxima by group (seed order), row-major within a seed's region; a
+    pixel found from two groups appears twice; seed = the group's leader. score =
+    window mean where the (2r+1)^2 window fits inside the input, else the peak
+    value. Each row of u holds the 4 bicubic taps in consecutive columns; the
+    products skip its zeros (the same sums: adding an exact zero changes nothing).
     """
     h, w, t = maps.shape
     height, width = h * stride, w * stride
@@ -382,7 +285,7 @@ def _group_peaks(maps, sr, sq, st, primary, u, cells, offsets, base, p1, stride,
     pidx = pidx[porder]
     lead = np.arange(n)
     for i in range(n):
-        if primary[i]:
+        if primary[i] or not share:
             continue
         found = False
         for dy in range(-1, 2):
@@ -813,11 +716,6 @@ def max_at(*args):
 def components(*args):
     """Compiled ``_components``."""
     return _compiled(_components)(*args)
-
-
-def group_peaks(*args):
-    """Compiled ``_group_peaks``."""
-    return _compiled(_group_peaks)(*args)
 
 
 def patch_peaks(*args):

@@ -44,7 +44,7 @@ full-resolution maps. We get the same numbers far more cheaply:
   (``_kernels.seeds``, ``_kernels.patch_peaks``): the same arithmetic, summed in
   another order, so plateau ties (above) can break the other way. For
   power-of-two strides a seed next to a 3x3 maximum of its type shares that
-  maximum's patch (``_kernels.group_peaks``): the same maxima, less work.
+  maximum's patch there: the same maxima, less work.
 
 Imports without TensorFlow.
 """
@@ -301,9 +301,10 @@ def _best_per_type(types, key, counts, k) -> np.ndarray:
 
 
 def _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride, threshold, radius):
-    """The patch step of ``find_peaks`` in NumPy, with ``_kernels.patch_peaks``' signature
-    and result: (seed, ys, xs, off_x, off_y, score) of every refined 3x3 maximum of the
-    seeds' patches, in seed order (a pixel found from two seeds appears twice)."""
+    """The patch step of ``find_peaks`` in NumPy (``_kernels.patch_peaks`` without shared
+    patches): (seed, ys, xs, off_x, off_y, score) of every refined 3x3 maximum of the
+    seeds' patches (U, cells, offsets: ``patch_operator(stride, radius)``), in seed
+    order (a pixel found from two seeds appears twice)."""
     h, w, _ = maps.shape
     height, width = h * stride, w * stride
     # --- patches around the seeds: U @ block @ U.T, one batched product
@@ -388,16 +389,14 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
         sel = _best_per_type(st, rank_key, counts, keep_seeds)
         sr, sq, st, primary = sr[sel], sq[sel], st[sel], primary[sel]
     offsets, cells, u = patch_operator(stride, radius)
-    if USE_KERNELS and stride & (stride - 1) == 0:
-        # adjacent seeds share a patch: the same maxima, a quarter less work in crowds
+    if USE_KERNELS:   # adjacent seeds share a patch where that is exact (power-of-two strides)
         off2, cells2, u2 = patch_operator(stride, radius, 2)
-        n, ys, xs, off_x, off_y, scores = _kernels.group_peaks(
+        n, ys, xs, off_x, off_y, scores = _kernels.patch_peaks(
             maps, sr, sq, st, primary, u2, cells2, off2, int(offsets[0] - off2[0]), offsets.size,
-            stride, np.float32(threshold), radius)
+            stride, np.float32(threshold), radius, stride & (stride - 1) == 0)
     else:
-        patch_step = _kernels.patch_peaks if USE_KERNELS else _patch_peaks
-        n, ys, xs, off_x, off_y, scores = patch_step(maps, sr, sq, st, u, cells, offsets, stride,
-                                                     np.float32(threshold), radius)
+        n, ys, xs, off_x, off_y, scores = _patch_peaks(maps, sr, sq, st, u, cells, offsets, stride,
+                                                       np.float32(threshold), radius)
     if n.size == 0:
         return empty
     types = st[n]
