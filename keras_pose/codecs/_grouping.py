@@ -243,7 +243,7 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         fr, to = np.asarray(spec.limb_from), np.asarray(spec.limb_to)
         special = (counts[fr] == 0) | (counts[to] == 0)
         ox = sampler.ox.astype(np.uint64)
-        if int((counts[fr] * counts[to]).sum()) > ROWS_MIN_PAIRS:  # crowds, noise: x-upsampled limb maps
+        if int((counts[fr] * counts[to]).sum()) > ROWS_MIN_PAIRS:  # noise: x-upsampled limb maps
             flat, oy, cstride = sampler.rows(spec.limb_start, num_limbs)
             chan = np.arange(num_limbs, dtype=np.uint64) * np.uint64(cstride)
             wy = sampler.wy
@@ -283,8 +283,8 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         alive = alive[fails[alive] <= allowed[alive]]
         if alive.size == 0:
             return empty[0], empty[0], empty[0], empty[1], empty[1], empty[1], special
-    q = alive
-    return _passing(limb[q], ia[q], ib[q], n[q], length[q], total[q], scores, image_height, special)
+    return _passing(limb[alive], ia[alive], ib[alive], n[alive], length[alive], total[alive], scores,
+                    image_height, special)
 
 
 def _passing(limb, ia, ib, n, length, total, scores, image_height, special) -> tuple:

@@ -44,7 +44,7 @@ full-resolution maps. We get the same numbers far more cheaply:
   (``_kernels.seeds``, ``_kernels.patch_peaks``): the same arithmetic, summed in
   another order, so plateau ties (above) can break the other way. For
   power-of-two strides a seed next to a 3x3 maximum of its type shares that
-  maximum's patch there: the same maxima, less work.
+  maximum's patch (the same maxima, less work).
 
 Imports without TensorFlow.
 """
