@@ -693,34 +693,17 @@ def _compiled(fn):
     return jit(fn)
 
 
-def limb_test(*args):
-    """Compiled ``_limb_test``."""
-    return _compiled(_limb_test)(*args)
+def _twin(fn):
+    """The public name of kernel ``fn``: compiles it on the first call, then runs it."""
+    def call(*args):
+        return _compiled(fn)(*args)
+    call.__name__ = fn.__name__.lstrip("_")
+    call.__doc__ = f"Compiled ``{fn.__name__}``."
+    return call
 
 
-def seeds(*args):
-    """Compiled ``_seeds``."""
-    return _compiled(_seeds)(*args)
-
-
-def greedy(*args):
-    """Compiled ``_greedy``."""
-    return _compiled(_greedy)(*args)
-
-
-def max_at(*args):
-    """Compiled ``_max_at``."""
-    return _compiled(_max_at)(*args)
-
-
-def components(*args):
-    """Compiled ``_components``."""
-    return _compiled(_components)(*args)
-
-
-def patch_peaks(*args):
-    """Compiled ``_patch_peaks``."""
-    return _compiled(_patch_peaks)(*args)
+limb_test, seeds, greedy, max_at, components, patch_peaks = map(
+    _twin, (_limb_test, _seeds, _greedy, _max_at, _components, _patch_peaks))
 
 
 def assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, num_types,
