@@ -182,7 +182,7 @@ def test_match_kernel_equals_the_python_matching(monkeypatch):
             monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
             got[kernels] = np.sort(_assembly.match_limbs(limb, ia, ib, w, 6, 12))
         np.testing.assert_array_equal(got[True], got[False])
-        comp = _assembly._components(limb * 12 + ia, limb * 12 + ib + 72)
+        comp = _assembly._components(limb * 12 + ia, limb * 12 + ib + 72, 144)
         sizes += np.bincount(comp)[np.unique(comp)].tolist()
     assert sum(1 < s <= 40 for s in sizes) > 50     # many components were matched exactly
 
@@ -261,7 +261,7 @@ def test_small_kernels_equal_their_numpy_twins(monkeypatch):
         np.testing.assert_array_equal(_grouping._greedy_matching(ka, kb, 30), rounds)
         for kernels in (False, True):   # component labels
             monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
-            got = _assembly._components(ka, kb)
+            got = _assembly._components(ka, kb, 30)
             if kernels:
                 np.testing.assert_array_equal(got, labels)
             labels = got

@@ -70,15 +70,29 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     """
     ka = limb * num_candidates + ia
     kb = limb * num_candidates + ib + num_limbs * num_candidates
+    if ka.size <= GREEDY_ABOVE:
+        # Number the keys that occur densely (same order): the per-key tables below
+        # then hold ~2Q entries instead of 2 L N. Those would be fresh memory on
+        # every call, and a page fault costs microseconds on a VM (docs/benchmarks.md).
+        _, dense = np.unique(np.concatenate([ka, kb]), return_inverse=True)
+        ka, kb = dense[:ka.size], dense[ka.size:]
+        num_keys = int(dense.max()) + 1 if dense.size else 0
+    else:
+        num_keys = 2 * num_limbs * num_candidates
+    return _match_keys(ka, kb, w, num_keys, exact_max, rel, floor)
+
+
+def _match_keys(ka, kb, w, num_keys: int, exact_max: int, rel: float, floor: float) -> np.ndarray:
+    """``match_limbs`` on pairs given as keys ka[q] - kb[q] (both < num_keys, the two
+    sides' keys distinct)."""
     if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
         o = _grouping.order_desc(w)
-        return o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]
+        return o[_grouping._greedy_matching(ka[o], kb[o], num_keys)]
     if rel > 0 or floor > -np.inf:
         # A pair takes part in the exact matching only if it is within ``rel`` of
         # the strongest pair at both its ends and >= ``floor``; the rest join
         # greedily afterwards.
-        nk = 2 * num_limbs * num_candidates
-        best = np.zeros(nk)
+        best = np.zeros(num_keys)
         for k in (ka, kb):
             if USE_KERNELS:
                 _kernels.max_at(best, k, w)
@@ -87,16 +101,16 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
         strong = (w >= rel * best[ka]) & (w >= rel * best[kb]) & (w >= floor)
         if not strong.all():
             sq = np.flatnonzero(strong)
-            rows = sq[match_limbs(limb[sq], ia[sq], ib[sq], w[sq], num_limbs, num_candidates, exact_max)]
-            used_a = np.zeros(nk, bool)
-            used_b = np.zeros(nk, bool)
+            rows = sq[_match_keys(ka[sq], kb[sq], w[sq], num_keys, exact_max, 0.0, -np.inf)]
+            used_a = np.zeros(num_keys, bool)
+            used_b = np.zeros(num_keys, bool)
             used_a[ka[rows]] = True
             used_b[kb[rows]] = True
             rest = np.flatnonzero(~strong & ~used_a[ka] & ~used_b[kb])
             o = rest[_grouping.order_desc(w[rest])]
-            more = o[_grouping._greedy_matching(ka[o], kb[o], nk)]
+            more = o[_grouping._greedy_matching(ka[o], kb[o], num_keys)]
             return np.concatenate([rows, more])
-    comp = _components(ka, kb)
+    comp = _components(ka, kb, num_keys)
     order = np.argsort(comp, kind="stable")
     cs = comp[order]
     starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
@@ -110,40 +124,39 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     # more often (measured on the synthetic val set, docs/grouping.md).
     o = _grouping.order_desc(w)
     greedy = np.zeros(w.size)
-    greedy[o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]] = 1.0
+    greedy[o[_grouping._greedy_matching(ka[o], kb[o], num_keys)]] = 1.0
     score = CARDINALITY_BONUS + GREEDY_BONUS * greedy + w
     small = (sizes > 1) & (sizes <= exact_max)
     out.append(_kernels.match_components(order, starts[small], sizes[small], ka, kb, score,
-                                         2 * num_limbs * num_candidates, compiled=USE_KERNELS))
+                                         num_keys, compiled=USE_KERNELS))
     big = [order[lo:lo + size] for lo, size in zip(starts[sizes > exact_max].tolist(),
                                                    sizes[sizes > exact_max].tolist())]
     if big:
         grp = np.concatenate(big)
         o = grp[_grouping.order_desc(w[grp])]
-        out.append(o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)])
+        out.append(o[_grouping._greedy_matching(ka[o], kb[o], num_keys)])
     return np.concatenate(out)
 
 
-def _components(ka, kb) -> np.ndarray:
-    """(Q,) component label of each pair of the graph with edges ka[q] - kb[q]
-    (min-label propagation with pointer jumping: a few vector passes)."""
-    uk, inv = np.unique(np.concatenate([ka, kb]), return_inverse=True)
-    ea, eb = inv[:ka.size], inv[ka.size:]
+def _components(ka, kb, num_keys: int) -> np.ndarray:
+    """(Q,) component label of each pair of the graph with edges ka[q] - kb[q] on
+    nodes 0..num_keys-1, labelled by its smallest node (min-label propagation with
+    pointer jumping: a few vector passes)."""
     if USE_KERNELS:   # the same labels by union-find
-        return _kernels.components(ea, eb, uk.size)
-    lab = np.arange(uk.size)
+        return _kernels.components(ka, kb, num_keys)
+    lab = np.arange(num_keys)
     while True:
-        e = np.minimum(lab[ea], lab[eb])
+        e = np.minimum(lab[ka], lab[kb])
         new = lab.copy()
-        np.minimum.at(new, ea, e)
-        np.minimum.at(new, eb, e)
+        np.minimum.at(new, ka, e)
+        np.minimum.at(new, kb, e)
         while True:                      # pointer jumping
             nxt = new[new]
             if np.array_equal(nxt, new):
                 break
             new = nxt
         if np.array_equal(new, lab):
-            return lab[ea]
+            return lab[ka]
         lab = new
 
 
