@@ -242,17 +242,16 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
         counts = np.bincount(types, minlength=spec.num_internal)
         fr, to = np.asarray(spec.limb_from), np.asarray(spec.limb_to)
         special = (counts[fr] == 0) | (counts[to] == 0)
-        ox = sampler.ox.astype(np.uint64)
-        if int((counts[fr] * counts[to]).sum()) > ROWS_MIN_PAIRS:  # noise: x-upsampled limb maps
+        rows = int((counts[fr] * counts[to]).sum()) > ROWS_MIN_PAIRS
+        if rows:   # noise: x-upsampled limb maps
             flat, oy, cstride = sampler.rows(spec.limb_start, num_limbs)
             chan = np.arange(num_limbs, dtype=np.uint64) * np.uint64(cstride)
-            wy = sampler.wy
         else:
-            flat, oy, wy = sampler.flat, sampler.oy.astype(np.uint64), None
+            flat, oy = sampler.flat, sampler.oy.astype(np.uint64)
             chan = np.arange(spec.limb_start, spec.limb_start + num_limbs, dtype=np.uint64)
         return (*_kernels.limb_test(
             xy, np.asarray(scores, np.float64), np.cumsum(counts) - counts, counts, fr, to, chan,
-            flat, oy, ox, sampler.w2, sampler.phase_y, sampler.phase_x, wy,
+            flat, oy, sampler.wy, sampler.ox.astype(np.uint64), sampler.wx, rows,
             float(cfg.min_limb_length), int(cfg.max_limb_samples), float(cfg.connect_ratio), thre2,
             _kernels.sample_order(int(cfg.max_limb_samples)), float(image_height)), special)
     limb, ia, ib, special, counts = _pairs(types, spec.num_internal, spec.limb_from, spec.limb_to)

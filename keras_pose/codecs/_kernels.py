@@ -15,10 +15,11 @@ crowds of 24 persons need ~10^5 reads and noise ~10^6. The kernel forms the
 pairs itself (no per-pair arrays) and does the same arithmetic pair by pair,
 and stops reading a pair as soon as its failures exceed what the
 ``connect_ratio`` test allows (exact: it could not pass). The values are those
-of ``CubicSampler`` (same taps, same float32 weight table, summed in float32 in
-another order; with many pairs, from maps upsampled along x by cv2 first, equal
-up to float32 rounding), the sample points those of ``np.linspace`` (a + s *
-step, end point exactly b, rounded half to even).
+of ``CubicSampler`` up to float32 rounding (same taps; the separable weights
+wy[r] * wx[c] applied one axis at a time, 20 products instead of 16 but 8 weight
+reads instead of 16, ~15% faster; with many pairs, from maps upsampled along x
+by cv2 first), the sample points those of ``np.linspace`` (a + s * step, end
+point exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
 ``_peaks._patch_peaks``, same results): the low-resolution seeds and, per seed,
@@ -74,8 +75,8 @@ def sample_order(smax: int) -> np.ndarray:
     return table
 
 
-def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox, w2, phase_y,
-               phase_x, wy, min_length, max_samples, ratio, thre2, order, image_height):
+def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, wy, ox, wx, rows,
+               min_length, max_samples, ratio, thre2, order, image_height):
     """Limb test of every candidate pair of every limb (§5.4): the passing pairs.
 
     Args:
@@ -87,13 +88,12 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox,
             channel index in the (h, w, C) layout, or index * h * W for rows).
         flat: the float32 maps, raveled: (h, w, C) ``CubicSampler.flat``, or
             ``CubicSampler.rows``.
-        oy, ox: (H, 4) / (W, 4) uint64 flat offsets of the 4 tap rows / columns
-            of each input row / column.
-        w2: (s * s, 16) float32 2-D tap weights per pixel phase; phase_y, phase_x:
-            (H,) / (W,) uint64 row of w2 = phase_y[y] + phase_x[x].
-        wy: None, or (H, 4) float32 tap weights along y: then ``flat`` is
-            ``CubicSampler.rows`` (upsampled along x already), ``oy`` its row
-            offsets, and a sample is the 4-tap sum over y (``ox``, ``w2`` unused).
+        oy, wy: (H, 4) uint64 flat offsets and float32 weights of the 4 tap rows
+            of each input row; ox, wx: the same for the tap columns of each input
+            column. A sample is sum_r wy[r] * (sum_c wx[c] * cell[r, c]).
+        rows: ``flat`` is ``CubicSampler.rows`` (upsampled along x already), ``oy``
+            its row offsets, and a sample is the 4-tap sum over y alone (``ox``,
+            ``wx`` unused).
         min_length: pairs not longer than this are skipped (0: the authors' L == 0).
         max_samples, ratio, thre2: ``max_limb_samples``, ``connect_ratio``, thre2.
         order: ``sample_order`` table.
@@ -142,9 +142,10 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox,
                     else:
                         x = s * dx + ax
                         y = s * dy + ay
-                    xi = np.uint64(np.rint(x))
-                    yi = np.uint64(np.rint(y))
-                    if wy is not None:
+                    # via int64: a float -> uint64 conversion is a slow instruction sequence
+                    xi = np.uint64(np.int64(np.rint(x)))
+                    yi = np.uint64(np.int64(np.rint(y)))
+                    if rows:
                         v = flat[oy[yi, 0] + ch + xi] * wy[yi, 0]
                         v += flat[oy[yi, 1] + ch + xi] * wy[yi, 1]
                         v += flat[oy[yi, 2] + ch + xi] * wy[yi, 2]
@@ -155,27 +156,14 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, ox,
                                 break
                         t += v
                         continue
-                    ph = phase_y[yi] + phase_x[xi]
+                    # separable: 4 weighted tap columns per tap row, then the rows
                     c0, c1, c2, c3 = ox[xi, 0], ox[xi, 1], ox[xi, 2], ox[xi, 3]
-                    r0, r1, r2, r3 = oy[yi, 0] + ch, oy[yi, 1] + ch, oy[yi, 2] + ch, oy[yi, 3] + ch
-                    # one accumulator per tap column, summed over the tap rows
-                    a0 = flat[r0 + c0] * w2[ph, 0]
-                    a1 = flat[r0 + c1] * w2[ph, 1]
-                    a2 = flat[r0 + c2] * w2[ph, 2]
-                    a3 = flat[r0 + c3] * w2[ph, 3]
-                    a0 += flat[r1 + c0] * w2[ph, 4]
-                    a1 += flat[r1 + c1] * w2[ph, 5]
-                    a2 += flat[r1 + c2] * w2[ph, 6]
-                    a3 += flat[r1 + c3] * w2[ph, 7]
-                    a0 += flat[r2 + c0] * w2[ph, 8]
-                    a1 += flat[r2 + c1] * w2[ph, 9]
-                    a2 += flat[r2 + c2] * w2[ph, 10]
-                    a3 += flat[r2 + c3] * w2[ph, 11]
-                    a0 += flat[r3 + c0] * w2[ph, 12]
-                    a1 += flat[r3 + c1] * w2[ph, 13]
-                    a2 += flat[r3 + c2] * w2[ph, 14]
-                    a3 += flat[r3 + c3] * w2[ph, 15]
-                    v = (a0 + a1) + (a2 + a3)
+                    u0, u1, u2, u3 = wx[xi, 0], wx[xi, 1], wx[xi, 2], wx[xi, 3]
+                    v = np.float32(0.0)
+                    for a in range(4):
+                        r = oy[yi, a] + ch
+                        v += wy[yi, a] * ((flat[r + c0] * u0 + flat[r + c1] * u1)
+                                          + (flat[r + c2] * u2 + flat[r + c3] * u3))
                     if v <= thre2:
                         f += 1
                         if f > allowed:

@@ -147,7 +147,7 @@ class CubicSampler:
         self.flat = np.ascontiguousarray(maps).reshape(-1)  # no copy for a contiguous map
         self._stack = None  # (lo, hi, stacked channels) for cv2.remap, made on demand
         iy, self.wy = axis_taps(self.h, stride)
-        ix, wx = axis_taps(self.w, stride)
+        ix, self.wx = axis_taps(self.w, stride)
         # Flat offsets of the 4 tap rows / columns in the (h, w, C) layout (int32:
         # half the memory traffic of int64 in the gathers).
         self._iy, self._ix = iy.astype(np.int32), ix.astype(np.int32)
@@ -155,10 +155,7 @@ class CubicSampler:
         self.ox = self._ix * self.c
         # The weights depend only on the pixel's phase (X mod s): one (s*s, 16)
         # table of 2-D weights wy (x) wx instead of two per-sample products.
-        self.w2 = (self.wy[:stride, None, :, None] * wx[None, :stride, None, :]).reshape(stride * stride, 16)
-        # Row of w2 of input pixel (x, y): phase_y[y] + phase_x[x] (uint64, for the kernels).
-        self.phase_y = (np.arange(self.height, dtype=np.uint64) % stride) * np.uint64(stride)
-        self.phase_x = np.arange(self.width, dtype=np.uint64) % stride
+        self.w2 = (self.wy[:stride, None, :, None] * self.wx[None, :stride, None, :]).reshape(stride * stride, 16)
 
     def sample(self, channel, x, y) -> np.ndarray:
         """(N,) channels, (N,) integer x, y in [0, W) x [0, H) -> (N,) float32 values."""
