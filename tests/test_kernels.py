@@ -167,24 +167,33 @@ def test_clean_crowd_of_24_is_not_capped_by_default():
 
 
 def test_match_kernel_equals_the_python_matching(monkeypatch):
-    """Random pair graphs of many small components: the matching compiled and run
-    as Python chooses the same pairs."""
+    """Random pair graphs of many small components: the matching compiled
+    (``_kernels.match_limbs``) and run in NumPy/Python choose the same pairs in the
+    same order, with and without the confident-pair split, with tied weights, and
+    above the greedy's threshold."""
     rng = np.random.default_rng(5)
     sizes = []
-    for q in [40, 60, 80] * 6:
+    for q in [40, 60, 80] * 6 + [600]:
         limb = np.sort(rng.integers(0, 6, q))
         ia, ib = rng.integers(0, 12, q), rng.integers(0, 12, q)
         _, uniq = np.unique(limb * 1000 + ia * 30 + ib, return_index=True)
         limb, ia, ib = limb[uniq], ia[uniq], ib[uniq]
-        w = rng.random(limb.size)
-        got = {}
-        for kernels in (True, False):
-            monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
-            got[kernels] = np.sort(_assembly.match_limbs(limb, ia, ib, w, 6, 12))
-        np.testing.assert_array_equal(got[True], got[False])
+        for w in (rng.random(limb.size) * 1.2, (rng.random(limb.size) * 1.2).round(1)):
+            for extra in ({}, {"rel": 0.9, "floor": 0.7}):
+                got = {}
+                for kernels in (True, False):
+                    monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
+                    got[kernels] = _assembly.match_limbs(limb, ia, ib, w, 6, 12, **extra)
+                np.testing.assert_array_equal(got[True], got[False])
         comp = _assembly._components(limb * 12 + ia, limb * 12 + ib + 72, 144)
         sizes += np.bincount(comp)[np.unique(comp)].tolist()
     assert sum(1 < s <= 40 for s in sizes) > 50     # many components were matched exactly
+    assert max(sizes) > 40                          # and some by the greedy
+    monkeypatch.setattr(_assembly, "GREEDY_ABOVE", 50)   # the greedy for the whole graph
+    for kernels in (True, False):
+        monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
+        got[kernels] = _assembly.match_limbs(limb, ia, ib, w, 6, 12, rel=0.9, floor=0.7)
+    np.testing.assert_array_equal(got[True], got[False])
 
 
 def test_kernels_agree_with_numpy_on_random_maps_and_strides(monkeypatch):
@@ -259,20 +268,12 @@ def test_small_kernels_equal_their_numpy_twins(monkeypatch):
         rounds = _grouping._greedy_matching(ka, kb, 30)
         monkeypatch.setattr(_grouping, "USE_KERNELS", True)
         np.testing.assert_array_equal(_grouping._greedy_matching(ka, kb, 30), rounds)
-        for kernels in (False, True):   # component labels
-            monkeypatch.setattr(_assembly, "USE_KERNELS", kernels)
-            got = _assembly._components(ka, kb, 30)
-            if kernels:
-                np.testing.assert_array_equal(got, labels)
-            labels = got
+        np.testing.assert_array_equal(_kernels.components(ka, kb, 30),   # component labels
+                                      _assembly._components(ka, kb, 30))
         w = rng.random(n).round(1)      # many ties
         np.testing.assert_array_equal(_grouping.order_desc(w), np.argsort(-w, kind="stable"))
         w = rng.random(n)               # none
         np.testing.assert_array_equal(_grouping.order_desc(w), np.argsort(-w, kind="stable"))
-        best, ref = np.zeros(30), np.zeros(30)
-        _kernels.max_at(best, ka, w)
-        np.maximum.at(ref, ka, w)
-        np.testing.assert_array_equal(best, ref)
 
 
 def test_a_broken_numba_is_one_clear_error(monkeypatch):

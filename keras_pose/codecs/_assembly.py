@@ -28,8 +28,8 @@ import numpy as np
 
 from keras_pose.codecs import _grouping, _kernels
 
-# The exact matchings compiled (``_kernels.match_components``) where numba is installed,
-# else the same code in Python.
+# The matching compiled (``_kernels.match_limbs``) where numba is installed, else
+# NumPy and Python (``_match_keys``).
 USE_KERNELS = _kernels.AVAILABLE
 
 # Above this many passing pairs in an image (clean crowds of 24 have ~1800;
@@ -68,6 +68,10 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     greedy gives b to the higher score and leaves a's own partner unmatched, the
     matching keeps both persons' limbs.
     """
+    if USE_KERNELS:
+        return _kernels.match_limbs(limb, ia, ib, np.asarray(w, np.float64), num_limbs,
+                                    num_candidates, exact_max, float(rel), float(floor),
+                                    GREEDY_ABOVE, CARDINALITY_BONUS, GREEDY_BONUS)
     ka = limb * num_candidates + ia
     kb = limb * num_candidates + ib + num_limbs * num_candidates
     if ka.size <= GREEDY_ABOVE:
@@ -84,7 +88,8 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
 
 def _match_keys(ka, kb, w, num_keys: int, exact_max: int, rel: float, floor: float) -> np.ndarray:
     """``match_limbs`` on pairs given as keys ka[q] - kb[q] (both < num_keys, the two
-    sides' keys distinct)."""
+    sides' keys distinct), in NumPy and Python (``_kernels.match_limbs`` compiles the
+    same steps into one call)."""
     if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
         o = _grouping.order_desc(w)
         return o[_grouping._greedy_matching(ka[o], kb[o], num_keys)]
@@ -93,11 +98,8 @@ def _match_keys(ka, kb, w, num_keys: int, exact_max: int, rel: float, floor: flo
         # the strongest pair at both its ends and >= ``floor``; the rest join
         # greedily afterwards.
         best = np.zeros(num_keys)
-        for k in (ka, kb):
-            if USE_KERNELS:
-                _kernels.max_at(best, k, w)
-            else:
-                np.maximum.at(best, k, w)
+        np.maximum.at(best, ka, w)
+        np.maximum.at(best, kb, w)
         strong = (w >= rel * best[ka]) & (w >= rel * best[kb]) & (w >= floor)
         if not strong.all():
             sq = np.flatnonzero(strong)
@@ -128,7 +130,7 @@ def _match_keys(ka, kb, w, num_keys: int, exact_max: int, rel: float, floor: flo
     score = CARDINALITY_BONUS + GREEDY_BONUS * greedy + w
     small = (sizes > 1) & (sizes <= exact_max)
     out.append(_kernels.match_components(order, starts[small], sizes[small], ka, kb, score,
-                                         num_keys, compiled=USE_KERNELS))
+                                         num_keys))
     big = [order[lo:lo + size] for lo, size in zip(starts[sizes > exact_max].tolist(),
                                                    sizes[sizes > exact_max].tolist())]
     if big:
@@ -141,9 +143,8 @@ def _match_keys(ka, kb, w, num_keys: int, exact_max: int, rel: float, floor: flo
 def _components(ka, kb, num_keys: int) -> np.ndarray:
     """(Q,) component label of each pair of the graph with edges ka[q] - kb[q] on
     nodes 0..num_keys-1, labelled by its smallest node (min-label propagation with
-    pointer jumping: a few vector passes)."""
-    if USE_KERNELS:   # the same labels by union-find
-        return _kernels.components(ka, kb, num_keys)
+    pointer jumping: a few vector passes; ``_kernels.components`` finds the same
+    labels by union-find)."""
     lab = np.arange(num_keys)
     while True:
         e = np.minimum(lab[ka], lab[kb])

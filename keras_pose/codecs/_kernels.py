@@ -26,15 +26,16 @@ point exactly b, rounded half to even).
 its bicubic patch (U @ block @ U.T), 3x3 NMS, threshold and 5x5 refinement; for
 power-of-two strides the seeds next to a 3x3 maximum share its patch.
 
-**Grouping** (``greedy``, ``components``, ``max_at``: the authors' sequential
-greedy scan, the pair graph's components by union-find, ``np.maximum.at``; they
-replace ``_grouping._greedy_matching``' rounds, ``_assembly._components``'
-label propagation and ``np.maximum.at``).
+**Grouping** (``greedy``, ``components``: the authors' sequential greedy scan,
+the pair graph's components by union-find; they replace
+``_grouping._greedy_matching``' rounds and ``_assembly._components``' label
+propagation). ``match_limbs`` is all of ``_assembly._match_keys`` (confident
+pairs, components, exact matchings, greedy rest) in one call.
 
-**Exact limb matching and assembly** (``match_components``: the per-component
+**Exact limb matching and assembly** (``_match_components``: the per-component
 maximum-weight matchings of ``_assembly.match_limbs``; ``assemble``: the authors'
-sequential person assembly). Unlike the kernels above they have no NumPy twin:
-without numba the same code runs in Python.
+sequential person assembly). They have no NumPy twin: without numba the same
+code runs in Python.
 
 All indices into the maps are unsigned where it matters: numba then skips its
 negative-index wrap-around, about a third of the time of a bicubic read.
@@ -51,6 +52,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import types
 
 import numpy as np
 
@@ -534,14 +536,6 @@ def _assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand,
     return created
 
 
-def _max_at(out, idx, w):
-    """out[idx[i]] = max(out[idx[i]], w[i]) for every i, in place: ``np.maximum.at``
-    for finite w, one loop."""
-    for i in range(idx.size):
-        if w[i] > out[idx[i]]:
-            out[idx[i]] = w[i]
-
-
 def _components(ea, eb, n):
     """(Q,) component of each edge ea[q] - eb[q] of a graph on n nodes, labelled by
     its smallest node (``_assembly._components``' labels): union-find, the smaller
@@ -650,7 +644,7 @@ def _match_components(order, starts, sizes, ka, kb, score, num_keys):
             cost[r, cc] = -score[q]
             pair[r, cc] = q
         col = np.empty(n, np.int64)
-        _hungarian_impl(cost, n, m + n, col)
+        _hungarian(cost, n, m + n, col)
         for r in range(n):
             if col[r] < m and pair[r, col[r]] >= 0:
                 out[k] = pair[r, col[r]]
@@ -661,24 +655,142 @@ def _match_components(order, starts, sizes, ka, kb, score, num_keys):
     return out[:k]
 
 
-# What ``_match_components`` calls: ``_hungarian`` itself, or compiled once
-# ``_compiled`` compiles ``_match_components`` (numba needs its callees compiled).
-_hungarian_impl = _hungarian
+def _dense_keys(limb, cand, num_limbs, num_candidates, first):
+    """Numbers first, first + 1, ... for the (limb, cand) keys that occur, in key
+    order (``np.unique``'s numbering, in O(Q + L N) without a sort). Returns (keys (Q,),
+    the next free number)."""
+    by_limb = np.zeros(num_limbs + 1, np.int64)
+    for q in range(limb.size):
+        by_limb[limb[q] + 1] += 1
+    ptr = np.cumsum(by_limb)
+    fill = ptr[:-1].copy()
+    order = np.empty(limb.size, np.int64)
+    for q in range(limb.size):
+        order[fill[limb[q]]] = q
+        fill[limb[q]] += 1
+    number = np.full(num_candidates, -1, np.int64)
+    out = np.empty(limb.size, np.int64)
+    nxt = first
+    for k in range(num_limbs):
+        for e in range(ptr[k], ptr[k + 1]):
+            number[cand[order[e]]] = -2        # occurs in limb k
+        for c in range(num_candidates):
+            if number[c] == -2:
+                number[c] = nxt
+                nxt += 1
+        for e in range(ptr[k], ptr[k + 1]):
+            out[order[e]] = number[cand[order[e]]]
+        for e in range(ptr[k], ptr[k + 1]):
+            number[cand[order[e]]] = -1
+    return out, nxt
+
+
+def _match_limbs(limb, ia, ib, w, num_limbs, num_candidates, exact_max, rel, floor,
+                 greedy_above, card_bonus, greedy_bonus):
+    """``_assembly.match_limbs`` in one compiled call (the same rows in the same order):
+    pairs (limb, ia) - (limb, ib) of weight w; the greedy by weight above
+    greedy_above pairs; else, with rel / floor, the exact matching of the confident
+    pairs and the rest greedily; else ``_exact_matching`` of all. Sorts by weight
+    are stable (``order_desc``'s order)."""
+    if limb.size > greedy_above:
+        ka = limb * num_candidates + ia
+        kb = limb * num_candidates + ib + num_limbs * num_candidates
+        num_keys = 2 * num_limbs * num_candidates
+    else:
+        ka, nxt = _dense_keys(limb, ia, num_limbs, num_candidates, 0)
+        kb, num_keys = _dense_keys(limb, ib, num_limbs, num_candidates, nxt)
+    if ka.size > greedy_above:
+        o = np.argsort(-w, kind="mergesort")
+        return o[_greedy(ka[o], kb[o], num_keys)]
+    if rel > 0 or floor > -np.inf:
+        best = np.zeros(num_keys)
+        for q in range(ka.size):
+            best[ka[q]] = max(best[ka[q]], w[q])
+        for q in range(ka.size):
+            best[kb[q]] = max(best[kb[q]], w[q])
+        strong = np.empty(ka.size, np.bool_)
+        for q in range(ka.size):
+            strong[q] = w[q] >= rel * best[ka[q]] and w[q] >= rel * best[kb[q]] and w[q] >= floor
+        if not strong.all():
+            sq = np.flatnonzero(strong)
+            rows = sq[_exact_matching(ka[sq], kb[sq], w[sq], num_keys, exact_max, card_bonus,
+                                      greedy_bonus)]
+            used_a = np.zeros(num_keys, np.bool_)
+            used_b = np.zeros(num_keys, np.bool_)
+            for q in rows:
+                used_a[ka[q]] = True
+                used_b[kb[q]] = True
+            rest = np.empty(ka.size, np.int64)
+            k = 0
+            for q in range(ka.size):
+                if not strong[q] and not used_a[ka[q]] and not used_b[kb[q]]:
+                    rest[k] = q
+                    k += 1
+            rest = rest[:k]
+            o = rest[np.argsort(-w[rest], kind="mergesort")]
+            return np.concatenate((rows, o[_greedy(ka[o], kb[o], num_keys)]))
+    return _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus)
+
+
+def _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus):
+    """The exact part of ``_assembly._match_keys``: components of the pair graph in
+    label order (members in row order); single pairs taken, components up to
+    exact_max pairs matched by ``_match_components`` on card_bonus + greedy_bonus *
+    (chosen by the greedy) + w, larger ones by the greedy. Returns the rows:
+    single pairs, matched ones, the large components' ones."""
+    comp = _components(ka, kb, num_keys)
+    count = np.zeros(num_keys + 1, np.int64)     # stable counting sort by label
+    for c in comp:
+        count[c + 1] += 1
+    starts_all = np.cumsum(count)
+    fill = starts_all[:-1].copy()
+    order = np.empty(comp.size, np.int64)
+    for q in range(comp.size):
+        order[fill[comp[q]]] = q
+        fill[comp[q]] += 1
+    nonempty = np.flatnonzero(count[1:])
+    starts = starts_all[nonempty]
+    sizes = count[1:][nonempty]
+    o = np.argsort(-w, kind="mergesort")
+    greedy = np.zeros(w.size)
+    greedy[o[_greedy(ka[o], kb[o], num_keys)]] = 1.0
+    score = card_bonus + greedy_bonus * greedy + w
+    small = (sizes > 1) & (sizes <= exact_max)
+    matched = _match_components(order, starts[small], sizes[small], ka, kb, score, num_keys)
+    big = sizes > exact_max
+    grp = np.empty(comp.size, np.int64)
+    k = 0
+    for c in np.flatnonzero(big):
+        for e in range(starts[c], starts[c] + sizes[c]):
+            grp[k] = order[e]
+            k += 1
+    grp = grp[:k]
+    o = grp[np.argsort(-w[grp], kind="mergesort")]
+    return np.concatenate((order[starts[sizes == 1]], matched, o[_greedy(ka[o], kb[o], num_keys)]))
+
+
+# Kernels that call other kernels: numba compiles the callees first and the caller
+# sees their compiled versions (``_compiled``).
+_KERNELS = {}
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled(fn):
-    global _hungarian_impl
+    """``fn`` compiled by numba (cached on disk); the kernels it calls by name are
+    replaced by their compiled versions in its globals."""
     try:
         import numba
     except Exception as e:  # installed but broken (e.g. built for another NumPy)
         raise RuntimeError(f"numba is installed but does not import ({type(e).__name__}: {e}); "
                            "reinstall it (pip install -e . picks a matching version) or set "
                            "KERAS_POSE_NO_NUMBA=1 to decode without it") from None
-    jit = numba.njit(cache=True, nogil=True)
-    if fn is _match_components:
-        _hungarian_impl = jit(_hungarian)
-    return jit(fn)
+    env = dict(fn.__globals__)
+    for name in fn.__code__.co_names:
+        if name in _KERNELS and _KERNELS[name] is not fn:
+            env[name] = _compiled(_KERNELS[name])
+    clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
+    clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
+    return numba.njit(cache=True, nogil=True)(clone)
 
 
 def _twin(fn):
@@ -690,8 +802,11 @@ def _twin(fn):
     return call
 
 
-limb_test, seeds, greedy, max_at, components, patch_peaks = map(
-    _twin, (_limb_test, _seeds, _greedy, _max_at, _components, _patch_peaks))
+_KERNELS.update((f.__name__, f) for f in (
+    _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian, _match_components,
+    _exact_matching, _dense_keys, _match_limbs, _assemble))
+limb_test, seeds, patch_peaks, greedy, components, match_limbs = map(
+    _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs))
 
 
 def assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, num_types,
@@ -718,9 +833,7 @@ def assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, 
             np.asarray(longest[:created], np.float64))
 
 
-def match_components(*args, compiled: bool = True):
-    """``_match_components``, compiled unless ``compiled`` is False or numba is missing
-    (then the same code runs in Python: the only implementation of the matching)."""
-    if compiled and AVAILABLE:
-        return _compiled(_match_components)(*args)
+def match_components(*args):
+    """``_match_components`` run as Python (``_assembly``'s path without numba; compiled,
+    it runs inside ``match_limbs``)."""
     return _match_components(*args)
