@@ -22,6 +22,7 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Optional, Sequence
 
@@ -98,20 +99,20 @@ class KeypointSpec:
         """L: body parts (COCO: 30)."""
         return len(self.limbs)
 
-    @property
+    @functools.cached_property
     def limb_from(self) -> tuple:
         return tuple(a for a, _ in self.limbs)
 
-    @property
+    @functools.cached_property
     def limb_to(self) -> tuple:
         return tuple(b for _, b in self.limbs)
 
-    @property
+    @functools.cached_property
     def internal_to_coco(self) -> tuple:
         """(J,) dataset index of each map point; -1 for a synthesised point."""
         return tuple(self.names.index(n) if n in self.names else -1 for n in self.internal_names)
 
-    @property
+    @functools.cached_property
     def tree_limbs(self) -> tuple:
         return tuple(k for k in range(self.num_limbs) if k not in self.redundant_limbs)
 

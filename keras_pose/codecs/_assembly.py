@@ -161,46 +161,48 @@ def _components(ka, kb, num_keys: int) -> np.ndarray:
         lab = new
 
 
-def assemble_matched(sampler, types, xy, scores, spec, cfg, image_height) -> list:
-    """Candidates -> persons [(ids (J,) list, -1 empty; total score)], like ``_grouping.assemble``."""
+def assemble_matched(sampler, types, xy, scores, spec, cfg, image_height) -> tuple:
+    """Candidates -> persons (ids (P, J) int64, -1 empty; total (P,)), like
+    ``_grouping.final_filter``."""
     num_limbs = spec.num_limbs
     limb, ia, ib, score, length, key, special = _grouping.limb_pairs(
         sampler, types, xy, scores, spec, cfg, image_height)
     if limb.size == 0:
-        return []
+        return np.zeros((0, spec.num_internal), np.int64), np.zeros(0)
     rows = match_limbs(limb, ia, ib, key, num_limbs, len(types), rel=RELATIVE_STRENGTH,
                        floor=MIN_MATCH_KEY)
     rows = rows[np.lexsort((-key[rows], limb[rows]))]   # limb-major, key-descending
-    table = np.stack([ia[rows], ib[rows], score[rows], length[rows]], axis=1)
-    bounds = np.searchsorted(limb[rows], np.arange(num_limbs + 1)).tolist()
-    conns = [table[bounds[k]:bounds[k + 1]] for k in range(num_limbs)]
-    state = _grouping.assemble(conns, special, scores, spec, cfg, fix_tb=True, raw=True)
-    _merge_fragments(state, ia[rows], ib[rows], score[rows], len(types))
+    ia, ib, score = ia[rows], ib[rows], score[rows]
+    state = _grouping.assemble_rows(ia, ib, score, length[rows],
+                                    np.searchsorted(limb[rows], np.arange(num_limbs + 1)),
+                                    special, scores, spec, cfg, fix_tb=True)
+    _merge_fragments(state, ia, ib, score, len(types))
     return _grouping.final_filter(state, cfg)
 
 
 def _merge_fragments(state, ia, ib, s, n) -> None:
     """Join persons with no keypoint type in common that accepted limbs link,
     strongest summed link first (in place on the assembly's arrays, see
-    ``_grouping.assemble``: the absorbed person gets parts = 0)."""
+    ``_grouping.assemble``: the absorbed person gets parts = 0).
+
+    The links between two live persons without a common type are found and summed
+    in NumPy (sums in row order); only the merges themselves, a few per image,
+    run one by one."""
     ids, attach, total, parts, longest = state
     filled = ids >= 0
     owner = np.full(n, -1, np.int64)
     p_idx, t_idx = np.nonzero(filled & (parts > 0)[:, None])
     owner[ids[p_idx, t_idx]] = p_idx
-    owner = owner.tolist()
-    if filled.shape[1] < 63:   # filled types as bit masks
-        mask = (filled.astype(np.int64) << np.arange(filled.shape[1])).sum(1).tolist()
-    else:
-        mask = [sum(1 << t for t in np.flatnonzero(row).tolist()) for row in filled]
-    links = {}
-    for a, b, w in zip(ia.tolist(), ib.tolist(), s.tolist()):
-        pa, pb = owner[a], owner[b]
-        if pa < 0 or pb < 0 or pa == pb or mask[pa] & mask[pb]:
-            continue
-        ent = links.setdefault((min(pa, pb), max(pa, pb)), [0.0, 0.0])
-        ent[0] += w
-        ent[1] = max(ent[1], w)
+    pa, pb = owner[ia], owner[ib]
+    ok = (pa >= 0) & (pb >= 0) & (pa != pb)
+    ok[ok] = ~(filled[pa[ok]] & filled[pb[ok]]).any(axis=1)
+    if not ok.any():
+        return
+    lo, hi, w = np.minimum(pa, pb)[ok], np.maximum(pa, pb)[ok], s[ok]
+    _, first, inv = np.unique(lo * ids.shape[0] + hi, return_index=True, return_inverse=True)
+    summed = np.bincount(inv, weights=w)
+    best = np.zeros(first.size)
+    np.maximum.at(best, inv, w)
     alias = {}
 
     def live(p):
@@ -208,17 +210,17 @@ def _merge_fragments(state, ia, ib, s, n) -> None:
             p = alias[p]
         return p
 
-    for (pa, pb), (_, best) in sorted(links.items(), key=lambda e: -e[1][0]):
-        pa, pb = live(pa), live(pb)
-        if pa == pb or mask[pa] & mask[pb]:
+    # strongest summed link first; equal sums in the order the links first occur
+    for u in np.lexsort((first, -summed)).tolist():
+        a, b = live(int(lo[first[u]])), live(int(hi[first[u]]))
+        if a == b or (filled[a] & filled[b]).any():
             continue
-        j1, j2 = min(pa, pb), max(pa, pb)
+        j1, j2 = min(a, b), max(a, b)
         ids[j1, filled[j2]] = ids[j2, filled[j2]]
         attach[j1, filled[j2]] = attach[j2, filled[j2]]
         filled[j1] |= filled[j2]
-        mask[j1] |= mask[j2]
         parts[j1] += parts[j2]
-        total[j1] += total[j2] + best
+        total[j1] += total[j2] + best[u]
         longest[j1] = max(longest[j1], longest[j2])
         parts[j2] = 0
         alias[j2] = j1

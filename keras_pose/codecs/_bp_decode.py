@@ -130,15 +130,14 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
     sampler = _peaks.CubicSampler(maps, stride)
     if cfg.grouping == "paper":
         conns, special = _grouping.score_limbs(sampler, types, xy, scores, spec, cfg, image_height)
-        persons = _grouping.assemble(conns, special, scores, spec, cfg)
+        ids, totals = _grouping.final_filter(
+            _grouping.assemble(conns, special, scores, spec, cfg, raw=True), cfg)
     else:
-        persons = _assembly.assemble_matched(sampler, types, xy, scores, spec, cfg, image_height)
-    if not persons:
+        ids, totals = _assembly.assemble_matched(sampler, types, xy, scores, spec, cfg, image_height)
+    if not len(ids):
         return Poses.empty(spec.num_keypoints)
-    ids = np.asarray([p[0] for p in persons], np.int64)            # (P, J)
-    found = ids >= 0
+    found = ids >= 0                                                # (P, J)
     safe = np.where(found, ids, 0)
     internal = np.concatenate([xy[safe], scores[safe][..., None]], axis=-1)
     internal = np.where(found[..., None], internal, 0.0)
-    totals = np.asarray([p[1] for p in persons], np.float64)
     return Poses(spec.to_coco(internal), (1.0 - 1.0 / totals).astype(np.float32))

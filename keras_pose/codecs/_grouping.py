@@ -345,20 +345,29 @@ def assemble(conns, special, scores, spec, cfg, fix_tb: bool = False, raw: bool 
     """
     sizes = [len(c) for c in conns]
     table = np.concatenate(conns) if sum(sizes) else np.zeros((0, 4))
-    state = _kernels.assemble(
-        table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2], table[:, 3],
-        np.r_[0, np.cumsum(sizes)].astype(np.int64), np.asarray(special, bool),
+    state = assemble_rows(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2],
+                          table[:, 3], np.r_[0, np.cumsum(sizes)], special, scores, spec, cfg, fix_tb)
+    if raw:
+        return state
+    return [(i.tolist(), float(t)) for i, t in zip(*final_filter(state, cfg))]
+
+
+def assemble_rows(ia, ib, score, length, limb_ptr, special, scores, spec, cfg, fix_tb: bool) -> tuple:
+    """``assemble`` on the accepted connections as arrays, limb k's in rows
+    limb_ptr[k]:limb_ptr[k + 1] -> the assembly's arrays (ids, attach, total, parts,
+    longest; ``_kernels.assemble``)."""
+    return _kernels.assemble(
+        ia, ib, score, length, np.asarray(limb_ptr, np.int64), np.asarray(special, bool),
         np.asarray(spec.limb_from, np.int64), np.asarray(spec.limb_to, np.int64),
         np.asarray(scores, np.float64), int(spec.num_internal), float(cfg.length_rate),
         float(cfg.connection_tolerance), bool(fix_tb), compiled=USE_KERNELS)
-    return state if raw else final_filter(state, cfg)
 
 
-def final_filter(state, cfg) -> list:
-    """The assembly's arrays -> [(ids, total)] without the dead (merged) persons and
-    those with fewer than ``min_parts`` parts or a mean score below
-    ``min_mean_score`` (§5.5)."""
+def final_filter(state, cfg) -> tuple:
+    """The assembly's arrays -> (ids (P, J) int64, -1 empty; total (P,) float64) of
+    the persons kept: not dead (merged), at least ``min_parts`` parts and a mean
+    score of at least ``min_mean_score`` (§5.5)."""
     ids, _, total, parts, _ = state
     keep = (parts > 0) & (parts >= cfg.min_parts)
     keep &= total / np.maximum(parts, 1) >= cfg.min_mean_score
-    return [(ids[p].tolist(), float(total[p])) for p in np.flatnonzero(keep)]
+    return ids[keep], total[keep]
