@@ -68,31 +68,27 @@ def match_limbs(limb, ia, ib, w, num_limbs: int, num_candidates: int, exact_max:
     greedy gives b to the higher score and leaves a's own partner unmatched, the
     matching keeps both persons' limbs.
     """
+    ka = limb * num_candidates + ia
+    kb = limb * num_candidates + ib + num_limbs * num_candidates
+    if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
+        o = _grouping.order_desc(w)
+        return o[_grouping._greedy_matching(ka[o], kb[o], 2 * num_limbs * num_candidates)]
     if USE_KERNELS:
         return _kernels.match_limbs(limb, ia, ib, np.asarray(w, np.float64), num_limbs,
                                     num_candidates, exact_max, float(rel), float(floor),
-                                    GREEDY_ABOVE, CARDINALITY_BONUS, GREEDY_BONUS)
-    ka = limb * num_candidates + ia
-    kb = limb * num_candidates + ib + num_limbs * num_candidates
-    if ka.size <= GREEDY_ABOVE:
-        # Number the keys that occur densely (same order): the per-key tables below
-        # then hold ~2Q entries instead of 2 L N. Those would be fresh memory on
-        # every call, and a page fault costs microseconds on a VM (docs/benchmarks.md).
-        _, dense = np.unique(np.concatenate([ka, kb]), return_inverse=True)
-        ka, kb = dense[:ka.size], dense[ka.size:]
-        num_keys = int(dense.max()) + 1 if dense.size else 0
-    else:
-        num_keys = 2 * num_limbs * num_candidates
-    return _match_keys(ka, kb, w, num_keys, exact_max, rel, floor)
+                                    CARDINALITY_BONUS, GREEDY_BONUS)
+    # Number the keys that occur densely (same order): the per-key tables below
+    # then hold ~2Q entries instead of 2 L N. Those would be fresh memory on
+    # every call, and a page fault costs microseconds on a VM (docs/benchmarks.md).
+    _, dense = np.unique(np.concatenate([ka, kb]), return_inverse=True)
+    return _match_keys(dense[:ka.size], dense[ka.size:], w, int(dense.max()) + 1, exact_max,
+                       rel, floor)
 
 
 def _match_keys(ka, kb, w, num_keys: int, exact_max: int, rel: float, floor: float) -> np.ndarray:
     """``match_limbs`` on pairs given as keys ka[q] - kb[q] (both < num_keys, the two
     sides' keys distinct), in NumPy and Python (``_kernels.match_limbs`` compiles the
     same steps into one call)."""
-    if ka.size > GREEDY_ABOVE:   # noise: one giant component, the greedy by weight
-        o = _grouping.order_desc(w)
-        return o[_grouping._greedy_matching(ka[o], kb[o], num_keys)]
     if rel > 0 or floor > -np.inf:
         # A pair takes part in the exact matching only if it is within ``rel`` of
         # the strongest pair at both its ends and >= ``floor``; the rest join

@@ -685,23 +685,24 @@ def _dense_keys(limb, cand, num_limbs, num_candidates, first):
     return out, nxt
 
 
-def _match_limbs(limb, ia, ib, w, num_limbs, num_candidates, exact_max, rel, floor,
-                 greedy_above, card_bonus, greedy_bonus):
-    """``_assembly.match_limbs`` in one compiled call (the same rows in the same order):
-    pairs (limb, ia) - (limb, ib) of weight w; the greedy by weight above
-    greedy_above pairs; else, with rel / floor, the exact matching of the confident
-    pairs and the rest greedily; else ``_exact_matching`` of all. Sorts by weight
-    are stable (``order_desc``'s order)."""
-    if limb.size > greedy_above:
-        ka = limb * num_candidates + ia
-        kb = limb * num_candidates + ib + num_limbs * num_candidates
-        num_keys = 2 * num_limbs * num_candidates
-    else:
-        ka, nxt = _dense_keys(limb, ia, num_limbs, num_candidates, 0)
-        kb, num_keys = _dense_keys(limb, ib, num_limbs, num_candidates, nxt)
-    if ka.size > greedy_above:
-        o = np.argsort(-w, kind="mergesort")
-        return o[_greedy(ka[o], kb[o], num_keys)]
+def _order_desc(w):
+    """``_grouping.order_desc``: indices sorting w descending, ties in index order; the
+    faster unstable sort where w has no ties (then both orders are the same)."""
+    o = np.argsort(-w)
+    for i in range(1, o.size):
+        if w[o[i]] == w[o[i - 1]]:
+            return np.argsort(-w, kind="mergesort")
+    return o
+
+
+def _match_limbs(limb, ia, ib, w, num_limbs, num_candidates, exact_max, rel, floor, card_bonus,
+                 greedy_bonus):
+    """``_assembly.match_limbs`` below its greedy-only size, in one compiled call (the
+    same rows in the same order): pairs (limb, ia) - (limb, ib) of weight w; with
+    rel / floor, the exact matching of the confident pairs and the rest greedily;
+    else ``_exact_matching`` of all."""
+    ka, nxt = _dense_keys(limb, ia, num_limbs, num_candidates, 0)
+    kb, num_keys = _dense_keys(limb, ib, num_limbs, num_candidates, nxt)
     if rel > 0 or floor > -np.inf:
         best = np.zeros(num_keys)
         for q in range(ka.size):
@@ -727,7 +728,7 @@ def _match_limbs(limb, ia, ib, w, num_limbs, num_candidates, exact_max, rel, flo
                     rest[k] = q
                     k += 1
             rest = rest[:k]
-            o = rest[np.argsort(-w[rest], kind="mergesort")]
+            o = rest[_order_desc(w[rest])]
             return np.concatenate((rows, o[_greedy(ka[o], kb[o], num_keys)]))
     return _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus)
 
@@ -751,7 +752,7 @@ def _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus):
     nonempty = np.flatnonzero(count[1:])
     starts = starts_all[nonempty]
     sizes = count[1:][nonempty]
-    o = np.argsort(-w, kind="mergesort")
+    o = _order_desc(w)
     greedy = np.zeros(w.size)
     greedy[o[_greedy(ka[o], kb[o], num_keys)]] = 1.0
     score = card_bonus + greedy_bonus * greedy + w
@@ -765,7 +766,7 @@ def _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus):
             grp[k] = order[e]
             k += 1
     grp = grp[:k]
-    o = grp[np.argsort(-w[grp], kind="mergesort")]
+    o = grp[_order_desc(w[grp])]
     return np.concatenate((order[starts[sizes == 1]], matched, o[_greedy(ka[o], kb[o], num_keys)]))
 
 
@@ -804,7 +805,7 @@ def _twin(fn):
 
 _KERNELS.update((f.__name__, f) for f in (
     _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian, _match_components,
-    _exact_matching, _dense_keys, _match_limbs, _assemble))
+    _exact_matching, _dense_keys, _order_desc, _match_limbs, _assemble))
 limb_test, seeds, patch_peaks, greedy, components, match_limbs = map(
     _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs))
 
