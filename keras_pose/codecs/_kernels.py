@@ -77,6 +77,13 @@ def sample_order(smax: int) -> np.ndarray:
     return table
 
 
+def _linspace_point(s, step, start):
+    """``np.linspace``'s point s: s * step + start, rounded twice (never fused into one
+    FMA, also when called from ``_limb_test``: the point is then rounded to pixels
+    half to even exactly like the authors')."""
+    return s * step + start
+
+
 def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, wy, ox, wx, rows,
                min_length, max_samples, ratio, thre2, order, image_height):
     """Limb test of every candidate pair of every limb (§5.4): the passing pairs.
@@ -142,8 +149,8 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, wy,
                     if s == nq - 1 and nq > 1:
                         x, y = bx, by
                     else:
-                        x = s * dx + ax
-                        y = s * dy + ay
+                        x = _linspace_point(s, dx, ax)
+                        y = _linspace_point(s, dy, ay)
                     # via int64: a float -> uint64 conversion is a slow instruction sequence
                     xi = np.uint64(np.int64(np.rint(x)))
                     yi = np.uint64(np.int64(np.rint(y)))
@@ -152,25 +159,19 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, wy,
                         v += flat[oy[yi, 1] + ch + xi] * wy[yi, 1]
                         v += flat[oy[yi, 2] + ch + xi] * wy[yi, 2]
                         v += flat[oy[yi, 3] + ch + xi] * wy[yi, 3]
-                        if v <= thre2:
-                            f += 1
-                            if f > allowed:
-                                break
-                        t += v
-                        continue
-                    # separable: 4 weighted tap columns per tap row, then the rows
-                    c0, c1, c2, c3 = ox[xi, 0], ox[xi, 1], ox[xi, 2], ox[xi, 3]
-                    u0, u1, u2, u3 = wx[xi, 0], wx[xi, 1], wx[xi, 2], wx[xi, 3]
-                    v = np.float32(0.0)
-                    for a in range(4):
-                        r = oy[yi, a] + ch
-                        v += wy[yi, a] * ((flat[r + c0] * u0 + flat[r + c1] * u1)
-                                          + (flat[r + c2] * u2 + flat[r + c3] * u3))
-                    if v <= thre2:
-                        f += 1
-                        if f > allowed:
-                            break
+                    else:   # separable: 4 weighted tap columns per tap row, then the rows
+                        c0, c1, c2, c3 = ox[xi, 0], ox[xi, 1], ox[xi, 2], ox[xi, 3]
+                        u0, u1, u2, u3 = wx[xi, 0], wx[xi, 1], wx[xi, 2], wx[xi, 3]
+                        v = np.float32(0.0)
+                        for a in range(4):
+                            r = oy[yi, a] + ch
+                            v += wy[yi, a] * ((flat[r + c0] * u0 + flat[r + c1] * u1)
+                                              + (flat[r + c2] * u2 + flat[r + c3] * u3))
+                    # counted without a branch; the pair is dropped once it cannot pass
+                    f += v <= thre2
                     t += v
+                    if j >= allowed and f > allowed:
+                        break
                 if f > allowed:
                     continue
                 score = t / nq + min(0.5 * image_height / length - 1.0, 0.0)
@@ -773,6 +774,9 @@ def _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus):
 # Kernels that call other kernels: numba compiles the callees first and the caller
 # sees their compiled versions (``_compiled``).
 _KERNELS = {}
+# Kernels whose multiply-adds may fuse (FMA; values change in the last float32 bit):
+# the limb test runs ~15% faster.
+_FUSED = (_limb_test,)
 
 
 @functools.lru_cache(maxsize=None)
@@ -791,7 +795,8 @@ def _compiled(fn):
             env[name] = _compiled(_KERNELS[name])
     clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
     clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
-    return numba.njit(cache=True, nogil=True)(clone)
+    fastmath = {"contract"} if fn in _FUSED else False
+    return numba.njit(cache=True, nogil=True, fastmath=fastmath)(clone)
 
 
 def _twin(fn):
@@ -804,7 +809,7 @@ def _twin(fn):
 
 
 _KERNELS.update((f.__name__, f) for f in (
-    _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian, _match_components,
+    _linspace_point, _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian, _match_components,
     _exact_matching, _dense_keys, _order_desc, _match_limbs, _assemble))
 limb_test, seeds, patch_peaks, greedy, components, match_limbs = map(
     _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs))
