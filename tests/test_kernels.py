@@ -190,6 +190,22 @@ def test_match_kernel_equals_the_python_matching(monkeypatch):
     assert max(sizes) > 40                          # and some by the greedy
 
 
+def test_paper_matching_kernel_equals_numpy(monkeypatch):
+    """The authors' per-limb choice (``_grouping.match_per_limb``) compiled and in NumPy:
+    the same rows in the same order, with and without tied keys."""
+    rng = np.random.default_rng(6)
+    for q in (1, 30, 200, 800):
+        limb = np.sort(rng.integers(0, 6, q))
+        ia, ib = rng.integers(0, 12, q), rng.integers(0, 12, q)
+        for key in (rng.random(q), rng.random(q).round(1)):
+            got = {}
+            for kernels in (True, False):
+                monkeypatch.setattr(_grouping, "USE_KERNELS", kernels)
+                got[kernels] = _grouping.match_per_limb(limb, ia, ib, key, 6, 12)
+            np.testing.assert_array_equal(got[True], got[False])
+            assert got[True].size > 0
+
+
 def test_kernels_agree_with_numpy_on_random_maps_and_strides(monkeypatch):
     """Fuzz: small random maps (skewed towards low values, some negative), any stride,
     both groupings, with and without a pair cap. Maps one cell high or wide are left

@@ -247,11 +247,11 @@ def limb_pairs(sampler, types, xy, scores, spec, cfg, image_height: float) -> tu
             flat, oy, cstride = sampler.rows(spec.limb_start, num_limbs)
             chan = np.arange(num_limbs, dtype=np.uint64) * np.uint64(cstride)
         else:
-            flat, oy = sampler.flat, sampler.oy.astype(np.uint64)
+            flat, oy = sampler.flat, sampler.oy64
             chan = np.arange(spec.limb_start, spec.limb_start + num_limbs, dtype=np.uint64)
         return (*_kernels.limb_test(
             xy, np.asarray(scores, np.float64), np.cumsum(counts) - counts, counts, fr, to, chan,
-            flat, oy, sampler.wy, sampler.ox.astype(np.uint64), sampler.wx, rows,
+            flat, oy, sampler.wy, sampler.ox64, sampler.wx, rows,
             float(cfg.min_limb_length), int(cfg.max_limb_samples), float(cfg.connect_ratio), thre2,
             _kernels.sample_order(int(cfg.max_limb_samples)), float(image_height)), special)
     limb, ia, ib, special, counts = _pairs(types, spec.num_internal, spec.limb_from, spec.limb_to)
@@ -298,7 +298,11 @@ def _passing(limb, ia, ib, n, length, total, scores, image_height, special) -> t
 
 def match_per_limb(limb, ia, ib, key, num_limbs: int, num_candidates: int) -> np.ndarray:
     """Greedy one-to-one choice by key within each limb (§5.4): accepted row indices,
-    limb-major, by descending key within a limb (stable, like Python's sorted)."""
+    limb-major, by descending key within a limb (stable, like Python's sorted);
+    compiled as one call where numba is installed (``_kernels.match_per_limb``)."""
+    if USE_KERNELS:
+        return _kernels.match_per_limb(limb, ia, ib, np.asarray(key, np.float64), num_limbs,
+                                       num_candidates)
     # The rows run in limb order already: sort each limb's segment (cheaper than lexsort).
     bounds = np.searchsorted(limb, np.arange(num_limbs + 1)).tolist()
     order = np.concatenate([lo + order_desc(key[lo:hi])

@@ -30,7 +30,8 @@ power-of-two strides the seeds next to a 3x3 maximum share its patch.
 the pair graph's components by union-find; they replace
 ``_grouping._greedy_matching``' rounds and ``_assembly._components``' label
 propagation). ``match_limbs`` is all of ``_assembly._match_keys`` (confident
-pairs, components, exact matchings, greedy rest) in one call.
+pairs, components, exact matchings, greedy rest) in one call, ``match_per_limb``
+all of ``_grouping.match_per_limb`` (the authors' choice per limb).
 
 **Exact limb matching and assembly** (``_match_components``: the per-component
 maximum-weight matchings of ``_assembly.match_limbs``; ``assemble``: the authors'
@@ -656,6 +657,22 @@ def _match_components(order, starts, sizes, ka, kb, score, num_keys):
     return out[:k]
 
 
+def _match_per_limb(limb, ia, ib, key, num_limbs, num_candidates):
+    """``_grouping.match_per_limb`` in one call: within each limb (rows sorted by
+    limb) the rows by descending key (stable), then the authors' greedy scan. Returns
+    the accepted row indices, limb-major, by descending key within a limb."""
+    order = np.empty(limb.size, np.int64)
+    lo = 0
+    for k in range(num_limbs):
+        hi = lo
+        while hi < limb.size and limb[hi] == k:
+            hi += 1
+        order[lo:hi] = lo + _order_desc(key[lo:hi])
+        lo = hi
+    lk = limb[order] * num_candidates
+    return order[_greedy(lk + ia[order], lk + ib[order], num_limbs * num_candidates)]
+
+
 def _dense_keys(limb, cand, num_limbs, num_candidates, first):
     """Numbers first, first + 1, ... for the (limb, cand) keys that occur, in key
     order (``np.unique``'s numbering, in O(Q + L N) without a sort). Returns (keys (Q,),
@@ -810,9 +827,9 @@ def _twin(fn):
 
 _KERNELS.update((f.__name__, f) for f in (
     _linspace_point, _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian, _match_components,
-    _exact_matching, _dense_keys, _order_desc, _match_limbs, _assemble))
-limb_test, seeds, patch_peaks, greedy, components, match_limbs = map(
-    _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs))
+    _exact_matching, _dense_keys, _order_desc, _match_limbs, _match_per_limb, _assemble))
+limb_test, seeds, patch_peaks, greedy, components, match_limbs, match_per_limb = map(
+    _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs, _match_per_limb))
 
 
 def assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, num_types,

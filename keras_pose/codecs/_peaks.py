@@ -131,6 +131,25 @@ def overshoot(stride: int) -> float:
     return float(max(py * px + ny * nx for py, ny in zip(pos, neg) for px, nx in zip(pos, neg)))
 
 
+@functools.lru_cache(maxsize=16)
+def _sampler_tables(h: int, w: int, c: int, stride: int) -> tuple:
+    """``CubicSampler``'s tap tables for (h, w, C) maps at stride s (shared, never written).
+
+    Returns (iy (H, 4) int32, wy (H, 4) float32, ix (W, 4) int32, wx (W, 4) float32,
+    oy (H, 4) int32, ox (W, 4) int32, w2 (s*s, 16) float32, oy64, ox64 (uint64 copies
+    of oy, ox for the compiled kernels)). oy, ox are the flat offsets of the 4 tap rows /
+    columns in the (h, w, C) layout (int32: half the memory traffic of int64 in the
+    gathers). The weights depend only on the pixel's phase (X mod s): w2 holds the 2-D
+    weights wy (x) wx per phase, instead of two per-sample products.
+    """
+    iy, wy = axis_taps(h, stride)
+    ix, wx = axis_taps(w, stride)
+    iy, ix = iy.astype(np.int32), ix.astype(np.int32)
+    oy, ox = iy * (w * c), ix * c
+    w2 = (wy[:stride, None, :, None] * wx[None, :stride, None, :]).reshape(stride * stride, 16)
+    return iy, wy, ix, wx, oy, ox, w2, oy.astype(np.uint64), ox.astype(np.uint64)
+
+
 class CubicSampler:
     """Exact values of the bicubically upsampled (x stride) maps at integer input pixels.
 
@@ -146,16 +165,8 @@ class CubicSampler:
         self._maps = maps
         self.flat = np.ascontiguousarray(maps).reshape(-1)  # no copy for a contiguous map
         self._stack = None  # (lo, hi, stacked channels) for cv2.remap, made on demand
-        iy, self.wy = axis_taps(self.h, stride)
-        ix, self.wx = axis_taps(self.w, stride)
-        # Flat offsets of the 4 tap rows / columns in the (h, w, C) layout (int32:
-        # half the memory traffic of int64 in the gathers).
-        self._iy, self._ix = iy.astype(np.int32), ix.astype(np.int32)
-        self.oy = self._iy * (self.w * self.c)
-        self.ox = self._ix * self.c
-        # The weights depend only on the pixel's phase (X mod s): one (s*s, 16)
-        # table of 2-D weights wy (x) wx instead of two per-sample products.
-        self.w2 = (self.wy[:stride, None, :, None] * self.wx[None, :stride, None, :]).reshape(stride * stride, 16)
+        (self._iy, self.wy, self._ix, self.wx, self.oy, self.ox, self.w2, self.oy64,
+         self.ox64) = _sampler_tables(self.h, self.w, self.c, stride)
 
     def sample(self, channel, x, y) -> np.ndarray:
         """(N,) channels, (N,) integer x, y in [0, W) x [0, H) -> (N,) float32 values."""
@@ -397,15 +408,14 @@ def find_peaks(maps: np.ndarray, stride: int, threshold: float, radius: int,
     if n.size == 0:
         return empty
     types = st[n]
-    # --- the same pixel found from two seeds' patches: keep the first
+    # --- the same pixel found from two seeds' patches: keep the first; np.unique
+    # also sorts by (type, row, column), the authors' id order
     _, first = np.unique((types * height + ys) * width + xs, return_index=True)
-    types, ys, xs, scores = types[first], ys[first], xs[first], scores[first]
-    xy = np.stack([xs + off_x[first], ys + off_y[first]], axis=1)
-    # --- cap per type (highest scores), then the authors' id order
+    types, scores = types[first], scores[first]
+    xy = np.stack([xs[first] + off_x[first], ys[first] + off_y[first]], axis=1)
+    # --- cap per type (highest scores; the kept ones stay in id order)
     counts = np.bincount(types, minlength=t)
     if counts.max() > max_candidates:
         sel = _best_per_type(types, -scores, counts, max_candidates)
-    else:
-        sel = np.arange(types.size)
-    sel = sel[np.lexsort((xs[sel], ys[sel], types[sel]))]
-    return types[sel], xy[sel], scores[sel]
+        types, xy, scores = types[sel], xy[sel], scores[sel]
+    return types, xy, scores
