@@ -133,7 +133,8 @@ def decode_maps(codec, heatmaps, image_height=None) -> Poses:
         ids, totals = _grouping.final_filter(
             _grouping.assemble(conns, special, scores, spec, cfg, raw=True), cfg)
     else:
-        ids, totals = _assembly.assemble_matched(sampler, types, xy, scores, spec, cfg, image_height)
+        ids, totals = _assembly.assemble_matched(sampler, types, xy, scores, spec, cfg,
+                                                 image_height)
     if not len(ids):
         return Poses.empty(spec.num_keypoints)
     found = ids >= 0                                                # (P, J)

@@ -349,14 +349,16 @@ def assemble(conns, special, scores, spec, cfg, fix_tb: bool = False, raw: bool 
     """
     sizes = [len(c) for c in conns]
     table = np.concatenate(conns) if sum(sizes) else np.zeros((0, 4))
-    state = assemble_rows(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2],
-                          table[:, 3], np.r_[0, np.cumsum(sizes)], special, scores, spec, cfg, fix_tb)
+    state = assemble_rows(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
+                          table[:, 2], table[:, 3], np.r_[0, np.cumsum(sizes)], special, scores,
+                          spec, cfg, fix_tb)
     if raw:
         return state
     return [(i.tolist(), float(t)) for i, t in zip(*final_filter(state, cfg))]
 
 
-def assemble_rows(ia, ib, score, length, limb_ptr, special, scores, spec, cfg, fix_tb: bool) -> tuple:
+def assemble_rows(ia, ib, score, length, limb_ptr, special, scores, spec, cfg,
+                  fix_tb: bool) -> tuple:
     """``assemble`` on the accepted connections as arrays, limb k's in rows
     limb_ptr[k]:limb_ptr[k + 1] -> the assembly's arrays (ids, attach, total, parts,
     longest; ``_kernels.assemble``)."""

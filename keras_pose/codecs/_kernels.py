@@ -18,8 +18,8 @@ and stops reading a pair as soon as its failures exceed what the
 of ``CubicSampler`` up to float32 rounding (same taps; the separable weights
 wy[r] * wx[c] applied one axis at a time, 20 products instead of 16 but 8 weight
 reads instead of 16, ~15% faster; with many pairs, from maps upsampled along x
-by cv2 first), the sample points those of ``np.linspace`` (a + s * step, end
-point exactly b, rounded half to even).
+by cv2 first; multiply-adds fused), the sample points those of ``np.linspace``
+(a + s * step, never fused, end point exactly b, rounded half to even).
 
 **Peaks** (``seeds``, ``patch_peaks``, replace ``_peaks._seeds`` and
 ``_peaks._patch_peaks``, same results): the low-resolution seeds and, per seed,
@@ -188,10 +188,11 @@ def _limb_test(xy, cand, starts, counts, limb_from, limb_to, chan, flat, oy, wy,
 
 def _seeds(maps, low, near_top):
     """``_peaks._seeds`` in one pass: (rows, cols, types, primary, values, above) of
-    the seeds, in flat (row, col, type) order, above = the number of cells >= low. A seed is >= low and >= its in-map 8
-    neighbours (primary), or a 1-D maximum along its row or column within
-    near_top of their maximum (out-of-map neighbours never win). A first pass
-    counts the cells >= low (room for every seed); the test itself is branch-free."""
+    the seeds, in flat (row, col, type) order, above = the number of cells >= low. A
+    seed is >= low and >= its in-map 8 neighbours (primary), or a 1-D maximum along
+    its row or column within near_top of their maximum (out-of-map neighbours never
+    win). A first pass counts the cells >= low (room for every seed); the test itself
+    is branch-free."""
     h, w, t = maps.shape
     cap = 0
     for r in range(h):
@@ -826,8 +827,9 @@ def _twin(fn):
 
 
 _KERNELS.update((f.__name__, f) for f in (
-    _linspace_point, _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian, _match_components,
-    _exact_matching, _dense_keys, _order_desc, _match_limbs, _match_per_limb, _assemble))
+    _linspace_point, _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian,
+    _match_components, _exact_matching, _dense_keys, _order_desc, _match_limbs,
+    _match_per_limb, _assemble))
 limb_test, seeds, patch_peaks, greedy, components, match_limbs, match_per_limb = map(
     _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs, _match_per_limb))
 
@@ -856,7 +858,6 @@ def assemble(ida, idb, sc, length, limb_ptr, special, limb_from, limb_to, cand, 
             np.asarray(longest[:created], np.float64))
 
 
-def match_components(*args):
-    """``_match_components`` run as Python (``_assembly``'s path without numba; compiled,
-    it runs inside ``match_limbs``)."""
-    return _match_components(*args)
+# ``_assembly``'s path without numba runs the exact matchings as Python; compiled, they
+# run inside ``match_limbs``.
+match_components = _match_components
