@@ -674,19 +674,26 @@ def _match_per_limb(limb, ia, ib, key, num_limbs, num_candidates):
     return order[_greedy(lk + ia[order], lk + ib[order], num_limbs * num_candidates)]
 
 
+def _counting_sort(labels, num_labels):
+    """Stable sort of labels in 0..num_labels-1: (order (n,), ptr (num_labels + 1,)),
+    label c's items at order[ptr[c]:ptr[c + 1]], in index order."""
+    ptr = np.zeros(num_labels + 1, np.int64)
+    for c in labels:
+        ptr[c + 1] += 1
+    ptr = np.cumsum(ptr)
+    fill = ptr[:-1].copy()
+    order = np.empty(labels.size, np.int64)
+    for q in range(labels.size):
+        order[fill[labels[q]]] = q
+        fill[labels[q]] += 1
+    return order, ptr
+
+
 def _dense_keys(limb, cand, num_limbs, num_candidates, first):
     """Numbers first, first + 1, ... for the (limb, cand) keys that occur, in key
     order (``np.unique``'s numbering, in O(Q + L N) without a sort). Returns (keys (Q,),
     the next free number)."""
-    by_limb = np.zeros(num_limbs + 1, np.int64)
-    for q in range(limb.size):
-        by_limb[limb[q] + 1] += 1
-    ptr = np.cumsum(by_limb)
-    fill = ptr[:-1].copy()
-    order = np.empty(limb.size, np.int64)
-    for q in range(limb.size):
-        order[fill[limb[q]]] = q
-        fill[limb[q]] += 1
+    order, ptr = _counting_sort(limb, num_limbs)
     number = np.full(num_candidates, -1, np.int64)
     out = np.empty(limb.size, np.int64)
     nxt = first
@@ -759,18 +766,10 @@ def _exact_matching(ka, kb, w, num_keys, exact_max, card_bonus, greedy_bonus):
     (chosen by the greedy) + w, larger ones by the greedy. Returns the rows:
     single pairs, matched ones, the large components' ones."""
     comp = _components(ka, kb, num_keys)
-    count = np.zeros(num_keys + 1, np.int64)     # stable counting sort by label
-    for c in comp:
-        count[c + 1] += 1
-    starts_all = np.cumsum(count)
-    fill = starts_all[:-1].copy()
-    order = np.empty(comp.size, np.int64)
-    for q in range(comp.size):
-        order[fill[comp[q]]] = q
-        fill[comp[q]] += 1
-    nonempty = np.flatnonzero(count[1:])
-    starts = starts_all[nonempty]
-    sizes = count[1:][nonempty]
+    order, ptr = _counting_sort(comp, num_keys)
+    nonempty = np.flatnonzero(ptr[1:] > ptr[:-1])
+    starts = ptr[nonempty]
+    sizes = ptr[nonempty + 1] - starts
     o = _order_desc(w)
     greedy = np.zeros(w.size)
     greedy[o[_greedy(ka[o], kb[o], num_keys)]] = 1.0
@@ -828,7 +827,7 @@ def _twin(fn):
 
 _KERNELS.update((f.__name__, f) for f in (
     _linspace_point, _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian,
-    _match_components, _exact_matching, _dense_keys, _order_desc, _match_limbs,
+    _match_components, _exact_matching, _counting_sort, _dense_keys, _order_desc, _match_limbs,
     _match_per_limb, _assemble))
 limb_test, seeds, patch_peaks, greedy, components, match_limbs, match_per_limb = map(
     _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs, _match_per_limb))
