@@ -290,20 +290,7 @@ def _patch_peaks(maps, sr, sq, st, primary, u, cells, offsets, base, p1, stride,
                 if j < pkey.size and pkey[j] == nk:
                     lead[i] = pidx[j]
                     found = True
-    size = np.zeros(n + 1, np.int64)
-    for i in range(n):
-        size[lead[i] + 1] += 1
-    ptr = np.cumsum(size)          # members of leader g: slots ptr[g]..ptr[g+1]
-    fill = ptr[:-1].copy()
-    members = np.empty(n, np.int64)
-    for i in range(n):             # the leader itself first
-        if lead[i] == i:
-            members[fill[i]] = i
-            fill[i] += 1
-    for i in range(n):
-        if lead[i] != i:
-            members[fill[lead[i]]] = i
-            fill[lead[i]] += 1
+    members, ptr = _counting_sort(lead, n)    # group g: members[ptr[g]:ptr[g + 1]]
     # --- one patch per group
     p, b = u.shape
     cap = n * (p1 - 2 * radius) * (p1 - 2 * radius)
@@ -826,8 +813,8 @@ def _twin(fn):
 
 
 _KERNELS.update((f.__name__, f) for f in (
-    _linspace_point, _limb_test, _seeds, _patch_peaks, _greedy, _components, _hungarian,
-    _match_components, _exact_matching, _counting_sort, _dense_keys, _order_desc, _match_limbs,
+    _linspace_point, _limb_test, _seeds, _patch_peaks, _counting_sort, _greedy, _components,
+    _hungarian, _match_components, _exact_matching, _dense_keys, _order_desc, _match_limbs,
     _match_per_limb, _assemble))
 limb_test, seeds, patch_peaks, greedy, components, match_limbs, match_per_limb = map(
     _twin, (_limb_test, _seeds, _patch_peaks, _greedy, _components, _match_limbs, _match_per_limb))

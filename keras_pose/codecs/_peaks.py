@@ -135,9 +135,9 @@ def overshoot(stride: int) -> float:
 def _sampler_tables(h: int, w: int, c: int, stride: int) -> tuple:
     """``CubicSampler``'s tap tables for (h, w, C) maps at stride s (shared, never written).
 
-    Returns (iy (H, 4) int32, wy (H, 4) float32, ix (W, 4) int32, wx (W, 4) float32,
-    oy (H, 4) int32, ox (W, 4) int32, w2 (s*s, 16) float32, oy64, ox64 (uint64 copies
-    of oy, ox for the compiled kernels)). oy, ox are the flat offsets of the 4 tap rows /
+    Returns (iy (H, 4) int32 tap rows, wy (H, 4) float32, wx (W, 4) float32, oy (H, 4)
+    int32, ox (W, 4) int32, w2 (s*s, 16) float32, oy64, ox64 (uint64 copies of oy, ox
+    for the compiled kernels)). oy, ox are the flat offsets of the 4 tap rows /
     columns in the (h, w, C) layout (int32: half the memory traffic of int64 in the
     gathers). The weights depend only on the pixel's phase (X mod s): w2 holds the 2-D
     weights wy (x) wx per phase, instead of two per-sample products.
@@ -147,7 +147,7 @@ def _sampler_tables(h: int, w: int, c: int, stride: int) -> tuple:
     iy, ix = iy.astype(np.int32), ix.astype(np.int32)
     oy, ox = iy * (w * c), ix * c
     w2 = (wy[:stride, None, :, None] * wx[None, :stride, None, :]).reshape(stride * stride, 16)
-    return iy, wy, ix, wx, oy, ox, w2, oy.astype(np.uint64), ox.astype(np.uint64)
+    return iy, wy, wx, oy, ox, w2, oy.astype(np.uint64), ox.astype(np.uint64)
 
 
 class CubicSampler:
@@ -165,7 +165,7 @@ class CubicSampler:
         self._maps = maps
         self.flat = np.ascontiguousarray(maps).reshape(-1)  # no copy for a contiguous map
         self._stack = None  # (lo, hi, stacked channels) for cv2.remap, made on demand
-        (self._iy, self.wy, self._ix, self.wx, self.oy, self.ox, self.w2, self.oy64,
+        (self._iy, self.wy, self.wx, self.oy, self.ox, self.w2, self.oy64,
          self.ox64) = _sampler_tables(self.h, self.w, self.c, stride)
 
     def sample(self, channel, x, y) -> np.ndarray:
